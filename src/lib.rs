@@ -1,0 +1,1 @@
+//! edgecron: a cron-style task scheduler for small machines.
