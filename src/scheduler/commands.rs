@@ -1,0 +1,353 @@
+//! The operations the API offers, carried out on the scheduler's state so
+//! that a change takes effect at once: create, change and delete tasks, run
+//! one now, read runs and dead letters, retry a dead letter.
+//!
+//! Validation of values (not of JSON shape) lives here, so every way of
+//! changing a task obeys the same rules.
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use super::Scheduler;
+use crate::cron::Schedule;
+use crate::metrics::Snapshot;
+use crate::model::{DeadLetter, Run, Task, TaskSpec, TaskStatus, Trigger};
+use crate::store::{RunStart, StoreError};
+
+/// Longest accepted values, so that one request cannot fill the disk.
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 4096;
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+pub const MAX_RETRIES: i64 = 100;
+pub const MAX_DELAY_SECONDS: i64 = 7 * 86_400;
+pub const MAX_TIMEOUT_SECONDS: i64 = 7 * 86_400;
+
+/// Why an operation was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// The input is wrong; the message names the field.
+    Invalid(String),
+    NotFound(String),
+    /// The request is valid but clashes with the current state.
+    Conflict(String),
+    /// The database failed; worth trying again.
+    Unavailable(String),
+}
+
+/// Fields of a task a request sets; `None` leaves a field as it is (or at
+/// its default, on create).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub command: Option<String>,
+    pub timezone: Option<String>,
+    pub max_retries: Option<i64>,
+    pub retry_delay_seconds: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub status: Option<TaskStatus>,
+    pub pause_on_dead_letter: Option<bool>,
+}
+
+/// What `/health` reports.
+pub struct Health {
+    pub db_writable: bool,
+    pub error: Option<String>,
+    pub uptime_seconds: u64,
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+impl Scheduler {
+    pub fn create_task(&mut self, patch: TaskPatch) -> Result<Task> {
+        for (field, missing) in [
+            ("name", patch.name.is_none()),
+            ("schedule", patch.schedule.is_none()),
+            ("command", patch.command.is_none()),
+        ] {
+            if missing {
+                return Err(ApiError::Invalid(format!("{field}: required")));
+            }
+        }
+        let spec = patch.apply(self.default_spec());
+        let schedule = validate(&spec)?;
+        let now = Timestamp::now();
+        let next = next_for(&spec, &schedule, now);
+        let task = self.store.insert_task(&spec, next).map_err(|e| self.store_failed("insert_task", &e))?;
+        log::info!("event=task_created task={} name={:?} schedule={:?}", task.id, task.name, task.schedule);
+        self.install(task.clone(), now, false);
+        Ok(task)
+    }
+
+    pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
+        let current = self.task(id)?;
+        let spec = patch.apply(spec_of(&current));
+        let schedule = validate(&spec)?;
+        let now = Timestamp::now();
+        let timing_changed = spec.schedule != current.schedule
+            || spec.timezone != current.timezone
+            || spec.status != current.status;
+        let next = match current.next_run_at {
+            Some(stored) if !timing_changed && spec.status == TaskStatus::Enabled => Some(stored),
+            _ => next_for(&spec, &schedule, now),
+        };
+        let task = self
+            .store
+            .update_task(id, &spec, next)
+            .map_err(|e| self.store_failed("update_task", &e))?
+            .ok_or_else(|| not_found("task", id))?;
+        log::info!("event=task_updated task={id} status={} next_run_at={:?}", task.status.as_str(), next);
+        self.install(task.clone(), now, false);
+        Ok(task)
+    }
+
+    /// Deletes a task. A run in progress finishes on its own and is
+    /// recorded; no retry or dead letter follows it.
+    pub fn delete_task(&mut self, id: i64) -> Result<()> {
+        let deleted = self.store.delete_task(id).map_err(|e| self.store_failed("delete_task", &e))?;
+        if !deleted {
+            return Err(not_found("task", id));
+        }
+        self.tasks.remove(&id);
+        log::info!("event=task_deleted task={id}");
+        Ok(())
+    }
+
+    pub fn task(&mut self, id: i64) -> Result<Task> {
+        let task = self.store.task(id).map_err(|e| self.store_failed("task", &e))?;
+        task.ok_or_else(|| not_found("task", id))
+    }
+
+    pub fn tasks(&mut self, status: Option<TaskStatus>, limit: i64, offset: i64) -> Result<Vec<Task>> {
+        self.store.list_tasks(status, limit, offset).map_err(|e| self.store_failed("list_tasks", &e))
+    }
+
+    /// Starts a run of task `id` now, outside its schedule.
+    pub fn run_now(&mut self, id: i64) -> Result<Run> {
+        self.task(id)?;
+        if self.running.contains_key(&id) {
+            return Err(ApiError::Conflict(format!("task {id} is already running")));
+        }
+        let now = Timestamp::now();
+        let start =
+            RunStart { task_id: id, scheduled_for: now, trigger: Trigger::Manual, attempt: 1, started_at: now };
+        let run = self.store.start_run(&start, None).map_err(|e| self.store_failed("start_run", &e))?;
+        let run = run.ok_or_else(|| ApiError::Conflict(format!("task {id} was just started")))?;
+        self.launch(run.clone());
+        Ok(run)
+    }
+
+    /// A task's runs, newest first. History outlives the task: runs of a
+    /// deleted task are still listed until retention removes them.
+    pub fn runs(&mut self, task_id: i64, limit: i64, offset: i64) -> Result<Vec<Run>> {
+        let runs = self
+            .store
+            .runs_of_task(task_id, limit, offset)
+            .map_err(|e| self.store_failed("runs_of_task", &e))?;
+        if runs.is_empty() && offset == 0 {
+            self.task(task_id)?;
+        }
+        Ok(runs)
+    }
+
+    pub fn run_by_id(&mut self, id: i64) -> Result<Run> {
+        let run = self.store.run(id).map_err(|e| self.store_failed("run", &e))?;
+        run.ok_or_else(|| not_found("run", id))
+    }
+
+    pub fn dead_letters(&mut self, task_id: Option<i64>, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+        self.store
+            .dead_letters(task_id, limit, offset)
+            .map_err(|e| self.store_failed("dead_letters", &e))
+    }
+
+    pub fn dead_letter(&mut self, id: i64) -> Result<DeadLetter> {
+        let letter = self.store.dead_letter(id).map_err(|e| self.store_failed("dead_letter", &e))?;
+        letter.ok_or_else(|| not_found("dead letter", id))
+    }
+
+    /// Gives a dead letter's occurrence one more attempt; the dead letter
+    /// is removed when the attempt starts. If it fails again, a new dead
+    /// letter records it.
+    pub fn retry_dead_letter(&mut self, id: i64) -> Result<Run> {
+        let letter = self.dead_letter(id)?;
+        if !self.tasks.contains_key(&letter.task_id) {
+            return Err(ApiError::Conflict(format!("task {} no longer exists", letter.task_id)));
+        }
+        if self.running.contains_key(&letter.task_id) {
+            return Err(ApiError::Conflict(format!("task {} is already running", letter.task_id)));
+        }
+        let run = self
+            .store
+            .retry_dead_letter(&letter, Timestamp::now())
+            .map_err(|e| self.store_failed("retry_dead_letter", &e))?
+            .ok_or_else(|| ApiError::Conflict(format!("dead letter {id} was already retried")))?;
+        self.metrics.retries_total += 1;
+        log::info!("event=dead_letter_retried dead_letter={id} task={} run={}", run.task_id, run.id);
+        self.launch(run.clone());
+        Ok(run)
+    }
+
+    pub fn delete_dead_letter(&mut self, id: i64) -> Result<()> {
+        let deleted =
+            self.store.delete_dead_letter(id).map_err(|e| self.store_failed("delete_dead_letter", &e))?;
+        if !deleted {
+            return Err(not_found("dead letter", id));
+        }
+        log::info!("event=dead_letter_deleted dead_letter={id}");
+        Ok(())
+    }
+
+    /// Checks that the database can be written (the heartbeat is a write).
+    pub fn health(&mut self) -> Health {
+        let result = self.store.heartbeat(Timestamp::now());
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Err(err) = &result {
+            self.db_error("heartbeat", err);
+        } else {
+            self.db_healthy = true;
+        }
+        Health { db_writable: error.is_none(), error, uptime_seconds: self.started.elapsed().as_secs() }
+    }
+
+    pub fn metrics_text(&mut self) -> String {
+        let tasks_by_status = self.store.count_tasks_by_status().unwrap_or_default();
+        let snapshot = Snapshot {
+            tasks_by_status,
+            running: self.running.len(),
+            scheduled: self.tasks.values().filter(|e| e.task.next_run_at.is_some()).count(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            db_healthy: self.db_healthy,
+        };
+        self.metrics.render(&snapshot)
+    }
+
+    /// Counts an API-visible request for the metrics.
+    pub fn count_request(&mut self, status: u16) {
+        self.metrics.http_requests_total += 1;
+        if status >= 400 {
+            self.metrics.http_errors_total += 1;
+        }
+    }
+
+    /// The zone schedules are read in when a task names none.
+    pub fn default_timezone(&self) -> &str {
+        &self.config.default_timezone
+    }
+
+    fn default_spec(&self) -> TaskSpec {
+        TaskSpec {
+            name: String::new(),
+            description: String::new(),
+            schedule: String::new(),
+            command: String::new(),
+            timezone: self.config.default_timezone.clone(),
+            max_retries: self.config.default_max_retries,
+            retry_delay_seconds: self.config.default_retry_delay,
+            timeout_seconds: self.config.default_timeout,
+            status: TaskStatus::Enabled,
+            pause_on_dead_letter: false,
+        }
+    }
+
+    fn store_failed(&mut self, op: &str, err: &StoreError) -> ApiError {
+        self.db_error(op, err);
+        ApiError::Unavailable(err.to_string())
+    }
+
+    pub(super) fn answer(&mut self, call: super::ApiCall) {
+        let response = crate::api::routes::handle(self, &call.request);
+        self.count_request(response.status);
+        // The HTTP thread may have given up waiting; nothing more to do then.
+        let _ = call.reply.try_send(response);
+    }
+}
+
+impl TaskPatch {
+    fn apply(self, mut spec: TaskSpec) -> TaskSpec {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };
+        }
+        set!(
+            name, description, schedule, command, timezone, max_retries, retry_delay_seconds,
+            timeout_seconds, status, pause_on_dead_letter
+        );
+        spec
+    }
+}
+
+/// Checks every value of `spec`; returns the parsed schedule.
+fn validate(spec: &TaskSpec) -> Result<Schedule> {
+    let invalid = |msg: String| Err(ApiError::Invalid(msg));
+    if spec.name.trim().is_empty() {
+        return invalid("name: must not be empty".into());
+    }
+    if spec.name.chars().count() > MAX_NAME_CHARS {
+        return invalid(format!("name: longer than {MAX_NAME_CHARS} characters"));
+    }
+    if spec.description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return invalid(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters"));
+    }
+    if spec.command.trim().is_empty() {
+        return invalid("command: must not be empty".into());
+    }
+    if spec.command.len() > MAX_COMMAND_BYTES {
+        return invalid(format!("command: longer than {MAX_COMMAND_BYTES} bytes"));
+    }
+    if spec.command.contains('\0') {
+        return invalid("command: contains a NUL character".into());
+    }
+    check_range("max_retries", spec.max_retries, 0, MAX_RETRIES)?;
+    check_range("retry_delay_seconds", spec.retry_delay_seconds, 0, MAX_DELAY_SECONDS)?;
+    check_range("timeout_seconds", spec.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
+    Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
+        let text = err.to_string();
+        // Zone errors already name their field; others belong to `schedule`.
+        if text.starts_with("timezone") { ApiError::Invalid(text) } else { ApiError::Invalid(format!("schedule: {text}")) }
+    })
+}
+
+fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<()> {
+    if value < min || value > max {
+        return Err(ApiError::Invalid(format!("{field}: {value} is out of range {min}-{max}")));
+    }
+    Ok(())
+}
+
+fn next_for(spec: &TaskSpec, schedule: &Schedule, now: Timestamp) -> Option<Timestamp> {
+    match spec.status {
+        TaskStatus::Enabled => schedule.next_after(now),
+        TaskStatus::Disabled => None,
+    }
+}
+
+fn spec_of(task: &Task) -> TaskSpec {
+    TaskSpec {
+        name: task.name.clone(),
+        description: task.description.clone(),
+        schedule: task.schedule.clone(),
+        command: task.command.clone(),
+        timezone: task.timezone.clone(),
+        max_retries: task.max_retries,
+        retry_delay_seconds: task.retry_delay_seconds,
+        timeout_seconds: task.timeout_seconds,
+        status: task.status,
+        pause_on_dead_letter: task.pause_on_dead_letter,
+    }
+}
+
+fn not_found(what: &str, id: i64) -> ApiError {
+    ApiError::NotFound(format!("{what} {id} not found"))
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Invalid(m) | ApiError::NotFound(m) | ApiError::Conflict(m) | ApiError::Unavailable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
