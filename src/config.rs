@@ -20,22 +20,102 @@ pub struct Setting {
 /// The settings table; `--help` and the README are generated from the same
 /// words.
 pub const SETTINGS: &[Setting] = &[
-    Setting { flag: "--db", env: "SCHED_DB_PATH", default: "tasks.db", doc: "SQLite database file (created if missing)" },
-    Setting { flag: "--listen", env: "EDGECRON_LISTEN", default: "127.0.0.1:$PORT", doc: "address the API listens on" },
-    Setting { flag: "--port", env: "PORT", default: "5000", doc: "port used when --listen is not given (listens on 127.0.0.1)" },
-    Setting { flag: "--poll-interval", env: "POLL_INTERVAL_SECONDS", default: "30", doc: "seconds between checks for changes made directly in the database" },
-    Setting { flag: "--default-max-retries", env: "DEFAULT_MAX_RETRIES", default: "3", doc: "retries after a failed first attempt, for tasks that set none" },
-    Setting { flag: "--default-retry-delay", env: "DEFAULT_RETRY_DELAY", default: "60", doc: "seconds before each retry, for tasks that set none" },
-    Setting { flag: "--default-timeout", env: "EDGECRON_DEFAULT_TIMEOUT_SECONDS", default: "3600", doc: "seconds a run may take before its process group is killed" },
-    Setting { flag: "--default-timezone", env: "EDGECRON_TIMEZONE", default: "UTC", doc: "IANA zone schedules are read in, for tasks that set none" },
-    Setting { flag: "--misfire-grace", env: "EDGECRON_MISFIRE_GRACE_SECONDS", default: "86400", doc: "an occurrence missed by at most this many seconds (downtime, clock jump) still runs once" },
-    Setting { flag: "--shutdown-grace", env: "EDGECRON_SHUTDOWN_GRACE_SECONDS", default: "30", doc: "on SIGTERM, seconds running commands get before they are killed" },
-    Setting { flag: "--keep-runs", env: "EDGECRON_KEEP_RUNS", default: "1000", doc: "finished runs kept per task (older ones are deleted)" },
-    Setting { flag: "--keep-days", env: "EDGECRON_KEEP_DAYS", default: "30", doc: "days finished runs are kept" },
-    Setting { flag: "--http-threads", env: "EDGECRON_HTTP_THREADS", default: "4", doc: "threads reading HTTP requests" },
-    Setting { flag: "--max-body-bytes", env: "EDGECRON_MAX_BODY_BYTES", default: "1048576", doc: "largest request body accepted (bigger gets 413)" },
-    Setting { flag: "--log-level", env: "LOG_LEVEL", default: "info", doc: "error, warn, info, debug or trace" },
-    Setting { flag: "--log-format", env: "LOG_FORMAT", default: "text", doc: "text or json" },
+    Setting {
+        flag: "--db",
+        env: "SCHED_DB_PATH",
+        default: "tasks.db",
+        doc: "SQLite database file (created if missing)",
+    },
+    Setting {
+        flag: "--listen",
+        env: "EDGECRON_LISTEN",
+        default: "127.0.0.1:$PORT",
+        doc: "address the API listens on",
+    },
+    Setting {
+        flag: "--port",
+        env: "PORT",
+        default: "5000",
+        doc: "port used when --listen is not given (listens on 127.0.0.1)",
+    },
+    Setting {
+        flag: "--poll-interval",
+        env: "POLL_INTERVAL_SECONDS",
+        default: "30",
+        doc: "seconds between checks for changes made directly in the database",
+    },
+    Setting {
+        flag: "--default-max-retries",
+        env: "DEFAULT_MAX_RETRIES",
+        default: "3",
+        doc: "retries after a failed first attempt, for tasks that set none",
+    },
+    Setting {
+        flag: "--default-retry-delay",
+        env: "DEFAULT_RETRY_DELAY",
+        default: "60",
+        doc: "seconds before each retry, for tasks that set none",
+    },
+    Setting {
+        flag: "--default-timeout",
+        env: "EDGECRON_DEFAULT_TIMEOUT_SECONDS",
+        default: "3600",
+        doc: "seconds a run may take before its process group is killed",
+    },
+    Setting {
+        flag: "--default-timezone",
+        env: "EDGECRON_TIMEZONE",
+        default: "UTC",
+        doc: "IANA zone schedules are read in, for tasks that set none",
+    },
+    Setting {
+        flag: "--misfire-grace",
+        env: "EDGECRON_MISFIRE_GRACE_SECONDS",
+        default: "86400",
+        doc: "an occurrence missed by at most this many seconds (downtime, clock jump) still runs once",
+    },
+    Setting {
+        flag: "--shutdown-grace",
+        env: "EDGECRON_SHUTDOWN_GRACE_SECONDS",
+        default: "30",
+        doc: "on SIGTERM, seconds running commands get before they are killed",
+    },
+    Setting {
+        flag: "--keep-runs",
+        env: "EDGECRON_KEEP_RUNS",
+        default: "1000",
+        doc: "finished runs kept per task (older ones are deleted)",
+    },
+    Setting {
+        flag: "--keep-days",
+        env: "EDGECRON_KEEP_DAYS",
+        default: "30",
+        doc: "days finished runs are kept",
+    },
+    Setting {
+        flag: "--http-threads",
+        env: "EDGECRON_HTTP_THREADS",
+        default: "4",
+        doc: "threads reading HTTP requests",
+    },
+    Setting {
+        flag: "--max-body-bytes",
+        env: "EDGECRON_MAX_BODY_BYTES",
+        default: "1048576",
+        doc: "largest request body accepted (bigger gets 413)",
+    },
+    Setting {
+        flag: "--log-level",
+        env: "LOG_LEVEL",
+        default: "info",
+        doc: "error, warn, info, debug or trace",
+    },
+    Setting {
+        flag: "--log-format",
+        env: "LOG_FORMAT",
+        default: "text",
+        doc: "text or json",
+    },
 ];
 
 /// Validated settings.
@@ -85,7 +165,11 @@ struct Raw {
 
 impl Raw {
     fn invalid(&self, why: &str) -> ConfigError {
-        let source = if self.from_flag { self.setting.flag } else { self.setting.env };
+        let source = if self.from_flag {
+            self.setting.flag
+        } else {
+            self.setting.env
+        };
         ConfigError(format!(
             "invalid {source} value {:?}: {why} (flag {}, environment {})",
             self.value, self.setting.flag, self.setting.env
@@ -93,7 +177,11 @@ impl Raw {
     }
 
     fn number(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let n: i64 = self.value.trim().parse().map_err(|_| self.invalid("not a whole number"))?;
+        let n: i64 = self
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid("not a whole number"))?;
         if n < min || n > max {
             return Err(self.invalid(&format!("must be between {min} and {max}")));
         }
@@ -104,15 +192,33 @@ impl Raw {
 impl Config {
     /// Reads settings from `args` (the words after `serve`) and the
     /// environment lookup `env`.
-    pub fn load(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load(
+        args: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let flags = parse_flags(args)?;
         let get = |env_name: &str| -> Raw {
-            let setting = SETTINGS.iter().find(|s| s.env == env_name).expect("declared setting");
+            let setting = SETTINGS
+                .iter()
+                .find(|s| s.env == env_name)
+                .expect("declared setting");
             match flags.iter().find(|(flag, _)| *flag == setting.flag) {
-                Some((_, value)) => Raw { setting, value: value.clone(), from_flag: true },
+                Some((_, value)) => Raw {
+                    setting,
+                    value: value.clone(),
+                    from_flag: true,
+                },
                 None => match env(setting.env).filter(|v| !v.is_empty()) {
-                    Some(value) => Raw { setting, value, from_flag: false },
-                    None => Raw { setting, value: setting.default.to_string(), from_flag: false },
+                    Some(value) => Raw {
+                        setting,
+                        value,
+                        from_flag: false,
+                    },
+                    None => Raw {
+                        setting,
+                        value: setting.default.to_string(),
+                        from_flag: false,
+                    },
                 },
             }
         };
@@ -120,9 +226,9 @@ impl Config {
         let port = get("PORT").number(1, 65535)?;
         let listen_raw = get("EDGECRON_LISTEN");
         let listen_text = listen_raw.value.replace("$PORT", &port.to_string());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| listen_raw.invalid("expected HOST:PORT with a numeric address, such as 127.0.0.1:5000"))?;
+        let listen = listen_text.parse().map_err(|_| {
+            listen_raw.invalid("expected HOST:PORT with a numeric address, such as 127.0.0.1:5000")
+        })?;
 
         let timezone = get("EDGECRON_TIMEZONE");
         crate::cron::parse_zone(&timezone.value).map_err(|e| timezone.invalid(&e.to_string()))?;
@@ -178,7 +284,9 @@ fn parse_flags(args: &[String]) -> Result<Vec<(&'static str, String)>, ConfigErr
             None => (word.as_str(), None),
         };
         let Some(setting) = SETTINGS.iter().find(|s| s.flag == name) else {
-            return Err(ConfigError(format!("unknown option {word:?}; see `edgecron serve --help`")));
+            return Err(ConfigError(format!(
+                "unknown option {word:?}; see `edgecron serve --help`"
+            )));
         };
         let value = match inline {
             Some(value) => value,
@@ -194,9 +302,14 @@ fn parse_flags(args: &[String]) -> Result<Vec<(&'static str, String)>, ConfigErr
 
 /// The `serve --help` text.
 pub fn help() -> String {
-    let mut text = String::from("Usage: edgecron serve [OPTIONS]\n\nOptions (flag, environment variable, default):\n");
+    let mut text = String::from(
+        "Usage: edgecron serve [OPTIONS]\n\nOptions (flag, environment variable, default):\n",
+    );
     for s in SETTINGS {
-        text.push_str(&format!("  {:<24} {:<34} [{}]\n      {}\n", s.flag, s.env, s.default, s.doc));
+        text.push_str(&format!(
+            "  {:<24} {:<34} [{}]\n      {}\n",
+            s.flag, s.env, s.default, s.doc
+        ));
     }
     text
 }
@@ -207,9 +320,13 @@ mod tests {
 
     fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::load(&args, &|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&args, &|name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
     }
 
     #[test]
@@ -229,7 +346,11 @@ mod tests {
 
     #[test]
     fn flag_beats_environment() {
-        let c = load(&["--listen=127.0.0.1:7000"], &[("EDGECRON_LISTEN", "127.0.0.1:9000")]).unwrap();
+        let c = load(
+            &["--listen=127.0.0.1:7000"],
+            &[("EDGECRON_LISTEN", "127.0.0.1:9000")],
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 7000);
     }
 

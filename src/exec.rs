@@ -79,7 +79,10 @@ fn spawn(spec: &RunSpec) -> io::Result<(async_process::Child, Async<io::PipeRead
 
     let (reader, writer) = io::pipe()?;
     let mut std_command = std::process::Command::new("/bin/sh");
-    std_command.arg("-c").arg(&spec.command).envs(spec.env.iter().cloned());
+    std_command
+        .arg("-c")
+        .arg(&spec.command)
+        .envs(spec.env.iter().cloned());
     // Its own process group, so a timeout can stop everything the command
     // started, and a Ctrl-C at the service's terminal does not reach it.
     std_command.process_group(0);
@@ -146,12 +149,28 @@ async fn supervise(
         }
         Event::Exited(Err(err)) => {
             signal_group(pgid, Signal::KILL);
-            (RunStatus::Failed, None, Some(format!("waiting for the command failed: {err}")))
+            (
+                RunStatus::Failed,
+                None,
+                Some(format!("waiting for the command failed: {err}")),
+            )
         }
         Event::TimedOut => {
-            stop_group(&mut child, pgid, spec.kill_grace, &stop, &mut tail, &mut reader).await;
+            stop_group(
+                &mut child,
+                pgid,
+                spec.kill_grace,
+                &stop,
+                &mut tail,
+                &mut reader,
+            )
+            .await;
             let secs = spec.timeout.as_secs();
-            (RunStatus::TimedOut, None, Some(format!("timed out after {secs} s; process group killed")))
+            (
+                RunStatus::TimedOut,
+                None,
+                Some(format!("timed out after {secs} s; process group killed")),
+            )
         }
         Event::Stopped(reason) => {
             let grace = match reason {
@@ -216,10 +235,13 @@ async fn stop_group(
 fn signal_group(pgid: Option<Pid>, signal: Signal) {
     let Some(pgid) = pgid else { return };
     // ESRCH (the group is already gone) is the normal case after an exit.
-    if let Err(err) = kill_process_group(pgid, signal) {
-        if err != rustix::io::Errno::SRCH {
-            log::debug!("event=signal_failed pgid={} error=\"{err}\"", pgid.as_raw_nonzero());
-        }
+    if let Err(err) = kill_process_group(pgid, signal)
+        && err != rustix::io::Errno::SRCH
+    {
+        log::debug!(
+            "event=signal_failed pgid={} error=\"{err}\"",
+            pgid.as_raw_nonzero()
+        );
     }
 }
 
@@ -227,15 +249,21 @@ fn exit_outcome(status: std::process::ExitStatus) -> (RunStatus, Option<i64>, Op
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(0), _) => (RunStatus::Succeeded, Some(0), None),
-        (Some(code), _) => {
-            (RunStatus::Failed, Some(i64::from(code)), Some(format!("exit code {code}")))
-        }
+        (Some(code), _) => (
+            RunStatus::Failed,
+            Some(i64::from(code)),
+            Some(format!("exit code {code}")),
+        ),
         (None, Some(signal)) => (
             RunStatus::Failed,
             Some(128 + i64::from(signal)),
             Some(format!("killed by signal {signal}")),
         ),
-        (None, None) => (RunStatus::Failed, None, Some("ended without exit code".into())),
+        (None, None) => (
+            RunStatus::Failed,
+            None,
+            Some("ended without exit code".into()),
+        ),
     }
 }
 
@@ -331,7 +359,10 @@ mod tests {
         assert_eq!(out.status, RunStatus::Succeeded);
         assert_eq!(out.output.len(), OUTPUT_TAIL_BYTES);
         assert!(out.output.ends_with("xEND\n"));
-        assert_eq!(out.output_dropped_bytes as usize, 1_048_576 + 4 - OUTPUT_TAIL_BYTES);
+        assert_eq!(
+            out.output_dropped_bytes as usize,
+            1_048_576 + 4 - OUTPUT_TAIL_BYTES
+        );
     }
 
     #[test]

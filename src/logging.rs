@@ -22,7 +22,11 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
 }
 
 fn render(record: &log::Record, format: LogFormat, journald: bool) -> String {
-    let prefix = if journald { priority(record.level()) } else { "" };
+    let prefix = if journald {
+        priority(record.level())
+    } else {
+        ""
+    };
     let level = record.level().as_str().to_ascii_lowercase();
     match format {
         LogFormat::Json => {

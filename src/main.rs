@@ -67,8 +67,13 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let scheduler = Scheduler::new(store, config.clone(), Rc::clone(&executor))?;
 
     let (calls_tx, calls_rx) = async_channel::bounded(64);
-    let addr = edgecron::api::start(config.listen, config.http_threads, config.max_body_bytes, calls_tx)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = edgecron::api::start(
+        config.listen,
+        config.http_threads,
+        config.max_body_bytes,
+        calls_tx,
+    )
+    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     log::info!(
         "event=started version={} listen={addr} db={}",
         env!("CARGO_PKG_VERSION"),

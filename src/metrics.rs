@@ -9,7 +9,9 @@ use std::fmt::Write;
 use crate::model::RunStatus;
 
 /// Upper bounds (seconds) of the run duration histogram's buckets.
-const DURATION_BUCKETS: [f64; 11] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0];
+const DURATION_BUCKETS: [f64; 11] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -68,38 +70,115 @@ impl Metrics {
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, u64); 12] = [
-            ("task_executions_success_total", "Runs that exited 0.", self.success_total),
-            ("task_executions_failure_total", "Runs that failed, timed out or were interrupted.", self.failure_total),
-            ("task_execution_retries_total", "Retries started after a failed run.", self.retries_total),
-            ("edgecron_dead_letters_total", "Runs moved to the dead-letter table.", self.dead_letters_total),
-            ("edgecron_occurrences_skipped_total", "Occurrences skipped because the previous run was still going.", self.skipped_total),
-            ("edgecron_occurrences_missed_total", "Occurrences missed while the service was down or the clock jumped.", self.missed_total),
-            ("edgecron_runs_timed_out_total", "Runs killed by their timeout.", self.timeouts_total),
-            ("edgecron_runs_interrupted_total", "Runs cut short by a shutdown or crash.", self.interrupted_total),
-            ("edgecron_db_errors_total", "Database operations that failed.", self.db_errors_total),
-            ("edgecron_poll_changes_total", "Task changes picked up from the database by the poller.", self.poll_changes_total),
-            ("edgecron_http_requests_total", "HTTP requests answered.", self.http_requests_total),
-            ("edgecron_http_errors_total", "HTTP requests answered with a 4xx or 5xx status.", self.http_errors_total),
+            (
+                "task_executions_success_total",
+                "Runs that exited 0.",
+                self.success_total,
+            ),
+            (
+                "task_executions_failure_total",
+                "Runs that failed, timed out or were interrupted.",
+                self.failure_total,
+            ),
+            (
+                "task_execution_retries_total",
+                "Retries started after a failed run.",
+                self.retries_total,
+            ),
+            (
+                "edgecron_dead_letters_total",
+                "Runs moved to the dead-letter table.",
+                self.dead_letters_total,
+            ),
+            (
+                "edgecron_occurrences_skipped_total",
+                "Occurrences skipped because the previous run was still going.",
+                self.skipped_total,
+            ),
+            (
+                "edgecron_occurrences_missed_total",
+                "Occurrences missed while the service was down or the clock jumped.",
+                self.missed_total,
+            ),
+            (
+                "edgecron_runs_timed_out_total",
+                "Runs killed by their timeout.",
+                self.timeouts_total,
+            ),
+            (
+                "edgecron_runs_interrupted_total",
+                "Runs cut short by a shutdown or crash.",
+                self.interrupted_total,
+            ),
+            (
+                "edgecron_db_errors_total",
+                "Database operations that failed.",
+                self.db_errors_total,
+            ),
+            (
+                "edgecron_poll_changes_total",
+                "Task changes picked up from the database by the poller.",
+                self.poll_changes_total,
+            ),
+            (
+                "edgecron_http_requests_total",
+                "HTTP requests answered.",
+                self.http_requests_total,
+            ),
+            (
+                "edgecron_http_errors_total",
+                "HTTP requests answered with a 4xx or 5xx status.",
+                self.http_errors_total,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         }
 
         self.render_durations(&mut out);
 
-        let _ = writeln!(out, "# HELP edgecron_tasks Tasks by status.\n# TYPE edgecron_tasks gauge");
+        let _ = writeln!(
+            out,
+            "# HELP edgecron_tasks Tasks by status.\n# TYPE edgecron_tasks gauge"
+        );
         for status in ["enabled", "disabled"] {
-            let count = snap.tasks_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let count = snap
+                .tasks_by_status
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "edgecron_tasks{{status=\"{status}\"}} {count}");
         }
         let gauges: [(&str, &str, u64); 4] = [
-            ("edgecron_runs_in_progress", "Runs currently going.", snap.running as u64),
-            ("edgecron_tasks_scheduled", "Tasks with a next occurrence in the timer heap.", snap.scheduled as u64),
-            ("edgecron_uptime_seconds", "Seconds since the service started.", snap.uptime_seconds),
-            ("edgecron_db_up", "1 when the last database write succeeded.", u64::from(snap.db_healthy)),
+            (
+                "edgecron_runs_in_progress",
+                "Runs currently going.",
+                snap.running as u64,
+            ),
+            (
+                "edgecron_tasks_scheduled",
+                "Tasks with a next occurrence in the timer heap.",
+                snap.scheduled as u64,
+            ),
+            (
+                "edgecron_uptime_seconds",
+                "Seconds since the service started.",
+                snap.uptime_seconds,
+            ),
+            (
+                "edgecron_db_up",
+                "1 when the last database write succeeded.",
+                u64::from(snap.db_healthy),
+            ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         let _ = writeln!(
             out,
@@ -112,7 +191,10 @@ impl Metrics {
 
     fn render_durations(&self, out: &mut String) {
         let name = "edgecron_run_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Wall time of finished runs.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Wall time of finished runs.\n# TYPE {name} histogram"
+        );
         for (count, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
         }

@@ -168,12 +168,17 @@ impl RunStatus {
     }
 
     pub fn parse(s: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|status| status.as_str() == s)
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 
     /// Whether a run that ended this way is retried (or dead-lettered).
     pub fn is_failure(self) -> bool {
-        matches!(self, RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted)
+        matches!(
+            self,
+            RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted
+        )
     }
 }
 

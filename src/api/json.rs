@@ -47,36 +47,61 @@ pub fn parse(text: &str) -> Result<Value, String> {
     state.next_tok(&mut chars).map_err(syntax)?;
     let value = parse_value(&mut state, &mut chars, 0)?;
     if state.tok != DeJsonTok::Eof {
-        return Err(format!("invalid JSON: unexpected content after the value at line {}", state.line + 1));
+        return Err(format!(
+            "invalid JSON: unexpected content after the value at line {}",
+            state.line + 1
+        ));
     }
     Ok(value)
 }
 
 fn syntax(err: nanoserde::DeJsonErr) -> String {
-    format!("invalid JSON at line {} column {}", err.line + 1, err.col + 1)
+    format!(
+        "invalid JSON at line {} column {}",
+        err.line + 1,
+        err.col + 1
+    )
 }
 
 /// Parses the value starting at the current token and advances past it.
-fn parse_value(state: &mut DeJsonState, chars: &mut std::str::Chars, depth: usize) -> Result<Value, String> {
+fn parse_value(
+    state: &mut DeJsonState,
+    chars: &mut std::str::Chars,
+    depth: usize,
+) -> Result<Value, String> {
     if depth > MAX_DEPTH {
-        return Err(format!("invalid JSON: nested deeper than {MAX_DEPTH} levels"));
+        return Err(format!(
+            "invalid JSON: nested deeper than {MAX_DEPTH} levels"
+        ));
     }
     let value = match state.tok.clone() {
         DeJsonTok::Null => Value::Null,
         DeJsonTok::Bool(b) => Value::Bool(b),
-        DeJsonTok::U64(n) => i64::try_from(n).map(Value::Int).unwrap_or(Value::Float(n as f64)),
+        DeJsonTok::U64(n) => i64::try_from(n)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(n as f64)),
         DeJsonTok::I64(n) => Value::Int(n),
         DeJsonTok::F64(f) => Value::Float(f),
         DeJsonTok::Str => Value::Str(std::mem::take(&mut state.strbuf)),
         DeJsonTok::BlockOpen => return parse_array(state, chars, depth),
         DeJsonTok::CurlyOpen => return parse_object(state, chars, depth),
-        _ => return Err(format!("invalid JSON at line {} column {}", state.line + 1, state.col)),
+        _ => {
+            return Err(format!(
+                "invalid JSON at line {} column {}",
+                state.line + 1,
+                state.col
+            ));
+        }
     };
     state.next_tok(chars).map_err(syntax)?;
     Ok(value)
 }
 
-fn parse_array(state: &mut DeJsonState, chars: &mut std::str::Chars, depth: usize) -> Result<Value, String> {
+fn parse_array(
+    state: &mut DeJsonState,
+    chars: &mut std::str::Chars,
+    depth: usize,
+) -> Result<Value, String> {
     let mut items = Vec::new();
     state.next_tok(chars).map_err(syntax)?;
     while state.tok != DeJsonTok::BlockClose {
@@ -84,19 +109,31 @@ fn parse_array(state: &mut DeJsonState, chars: &mut std::str::Chars, depth: usiz
         match state.tok {
             DeJsonTok::Comma => state.next_tok(chars).map_err(syntax)?,
             DeJsonTok::BlockClose => {}
-            _ => return Err(format!("invalid JSON: expected ',' or ']' at line {}", state.line + 1)),
+            _ => {
+                return Err(format!(
+                    "invalid JSON: expected ',' or ']' at line {}",
+                    state.line + 1
+                ));
+            }
         }
     }
     state.next_tok(chars).map_err(syntax)?;
     Ok(Value::Array(items))
 }
 
-fn parse_object(state: &mut DeJsonState, chars: &mut std::str::Chars, depth: usize) -> Result<Value, String> {
+fn parse_object(
+    state: &mut DeJsonState,
+    chars: &mut std::str::Chars,
+    depth: usize,
+) -> Result<Value, String> {
     let mut fields: Vec<(String, Value)> = Vec::new();
     state.next_tok(chars).map_err(syntax)?;
     while state.tok != DeJsonTok::CurlyClose {
         if state.tok != DeJsonTok::Str {
-            return Err(format!("invalid JSON: expected a field name at line {}", state.line + 1));
+            return Err(format!(
+                "invalid JSON: expected a field name at line {}",
+                state.line + 1
+            ));
         }
         let key = std::mem::take(&mut state.strbuf);
         state.next_tok(chars).map_err(syntax)?;
@@ -112,7 +149,12 @@ fn parse_object(state: &mut DeJsonState, chars: &mut std::str::Chars, depth: usi
         match state.tok {
             DeJsonTok::Comma => state.next_tok(chars).map_err(syntax)?,
             DeJsonTok::CurlyClose => {}
-            _ => return Err(format!("invalid JSON: expected ',' or '}}' at line {}", state.line + 1)),
+            _ => {
+                return Err(format!(
+                    "invalid JSON: expected ',' or '}}' at line {}",
+                    state.line + 1
+                ));
+            }
         }
     }
     state.next_tok(chars).map_err(syntax)?;
@@ -127,7 +169,11 @@ pub struct Field<'a> {
 
 impl Field<'_> {
     fn wrong(&self, expected: &str) -> String {
-        format!("{}: expected {expected}, got {}", self.name, self.value.kind())
+        format!(
+            "{}: expected {expected}, got {}",
+            self.name,
+            self.value.kind()
+        )
     }
 
     pub fn string(&self) -> Result<String, String> {
@@ -173,7 +219,9 @@ mod tests {
     #[test]
     fn parses_nested_documents() {
         let v = parse(r#"{"a": [1, -2, 2.5, "x\n", true, null], "b": {}}"#).unwrap();
-        let Value::Object(fields) = v else { panic!("not an object") };
+        let Value::Object(fields) = v else {
+            panic!("not an object")
+        };
         assert_eq!(fields[0].0, "a");
         assert_eq!(
             fields[0].1,
@@ -191,7 +239,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_input() {
-        for bad in ["", "{", "{\"a\" 1}", "[1,]x", "{\"a\":1}}", "nul", "{\"a\":1,\"a\":2}", "\"\0\""] {
+        for bad in [
+            "",
+            "{",
+            "{\"a\" 1}",
+            "[1,]x",
+            "{\"a\":1}}",
+            "nul",
+            "{\"a\":1,\"a\":2}",
+            "\"\0\"",
+        ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }
     }
@@ -205,8 +262,14 @@ mod tests {
     #[test]
     fn field_errors_name_the_field() {
         let v = Value::Str("3".into());
-        let f = Field { name: "max_retries", value: &v };
-        assert_eq!(f.integer().unwrap_err(), "max_retries: expected a whole number, got a string");
+        let f = Field {
+            name: "max_retries",
+            value: &v,
+        };
+        assert_eq!(
+            f.integer().unwrap_err(),
+            "max_retries: expected a whole number, got a string"
+        );
     }
 
     #[test]

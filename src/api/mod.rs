@@ -37,7 +37,12 @@ pub struct Response {
 
 impl Response {
     pub fn json(status: u16, body: String) -> Response {
-        Response { status, content_type: "application/json", body, allow: None }
+        Response {
+            status,
+            content_type: "application/json",
+            body,
+            allow: None,
+        }
     }
 
     pub fn error(status: u16, message: &str) -> Response {
@@ -58,17 +63,19 @@ pub fn start(
     for n in 0..threads {
         let server = Arc::clone(&server);
         let calls = calls.clone();
-        std::thread::Builder::new().name(format!("http-{n}")).spawn(move || {
-            while let Ok(request) = server.recv() {
-                // A bug in one request's handling must not end the worker.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve(request, &calls, max_body);
-                }));
-                if outcome.is_err() {
-                    log::error!("event=http_worker_panic");
+        std::thread::Builder::new()
+            .name(format!("http-{n}"))
+            .spawn(move || {
+                while let Ok(request) = server.recv() {
+                    // A bug in one request's handling must not end the worker.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        serve(request, &calls, max_body);
+                    }));
+                    if outcome.is_err() {
+                        log::error!("event=http_worker_panic");
+                    }
                 }
-            }
-        })?;
+            })?;
     }
     Ok(bound)
 }
@@ -91,13 +98,21 @@ fn read(request: &mut tiny_http::Request, max_body: usize) -> Result<Request, Re
     let mut body = Vec::new();
     let mut reader = request.as_reader().take(max_body as u64 + 1);
     if let Err(err) = reader.read_to_end(&mut body) {
-        return Err(Response::error(400, &format!("could not read request body: {err}")));
+        return Err(Response::error(
+            400,
+            &format!("could not read request body: {err}"),
+        ));
     }
     if body.len() > max_body {
         return Err(too_large());
     }
     let (path, query) = split_url(request.url());
-    Ok(Request { method: request.method().as_str().to_ascii_uppercase(), path, query, body })
+    Ok(Request {
+        method: request.method().as_str().to_ascii_uppercase(),
+        path,
+        query,
+        body,
+    })
 }
 
 fn ask(request: Request, calls: &async_channel::Sender<ApiCall>) -> Response {
@@ -116,10 +131,11 @@ fn respond(request: tiny_http::Request, response: Response) {
     if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
         out.add_header(header);
     }
-    if let Some(allow) = response.allow {
-        if let Ok(header) = tiny_http::Header::from_bytes("Allow", allow) {
-            out.add_header(header);
-        }
+    if let Some(header) = response
+        .allow
+        .and_then(|allow| tiny_http::Header::from_bytes("Allow", allow).ok())
+    {
+        out.add_header(header);
     }
     // The client may have gone; nothing to do about it.
     let _ = request.respond(out);

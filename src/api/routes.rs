@@ -17,13 +17,20 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_PREVIEW: usize = 1000;
 
 /// Fields a client may send back unchanged (from a GET); they are ignored.
-const READ_ONLY_FIELDS: [&str; 6] =
-    ["id", "next_run_at", "last_run_at", "last_status", "created_at", "updated_at"];
+const READ_ONLY_FIELDS: [&str; 6] = [
+    "id",
+    "next_run_at",
+    "last_run_at",
+    "last_status",
+    "created_at",
+    "updated_at",
+];
 
 /// Answers one request. A panic in a handler becomes a 500, never a dead
 /// service.
 pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(scheduler, request)));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(scheduler, request)));
     match result {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => error_response(&err),
@@ -75,7 +82,10 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
         }
         (["tasks"], "POST") => {
             let patch = task_patch(&req.body)?;
-            Ok(Response::json(201, TaskView::from(&s.create_task(patch)?).serialize_json()))
+            Ok(Response::json(
+                201,
+                TaskView::from(&s.create_task(patch)?).serialize_json(),
+            ))
         }
         (["tasks", id], "GET") => Ok(ok(&TaskView::from(&s.task(parse_id("task", id)?)?))),
         (["tasks", id], "PUT" | "PATCH") => {
@@ -99,14 +109,19 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
         }
         (["runs", id], "GET") => Ok(ok(&RunView::from(&s.run_by_id(parse_id("run", id)?)?))),
         (["dead-letters"], "GET") => {
-            let task_id = query(req, "task_id").map(|v| parse_id("task_id", v)).transpose()?;
+            let task_id = query(req, "task_id")
+                .map(|v| parse_id("task_id", v))
+                .transpose()?;
             let (limit, offset) = paging(req)?;
             let letters = s.dead_letters(task_id, limit, offset)?;
-            Ok(ok(&letters.iter().map(DeadLetterView::from).collect::<Vec<_>>()))
+            Ok(ok(&letters
+                .iter()
+                .map(DeadLetterView::from)
+                .collect::<Vec<_>>()))
         }
-        (["dead-letters", id], "GET") => {
-            Ok(ok(&DeadLetterView::from(&s.dead_letter(parse_id("dead letter", id)?)?)))
-        }
+        (["dead-letters", id], "GET") => Ok(ok(&DeadLetterView::from(
+            &s.dead_letter(parse_id("dead letter", id)?)?,
+        ))),
         (["dead-letters", id], "DELETE") => {
             let id = parse_id("dead letter", id)?;
             s.delete_dead_letter(id)?;
@@ -125,7 +140,9 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
 /// it does not take.
 fn not_routed(path: &[&str]) -> Response {
     let allow = match path {
-        ["health"] | ["metrics"] | ["runs", _] | ["tasks", _, "runs"] | ["cron", "next"] => Some("GET"),
+        ["health"] | ["metrics"] | ["runs", _] | ["tasks", _, "runs"] | ["cron", "next"] => {
+            Some("GET")
+        }
         ["tasks"] => Some("GET, POST"),
         ["tasks", _] => Some("GET, PUT, PATCH, DELETE"),
         ["tasks", _, "run"] | ["dead-letters", _, "retry"] => Some("POST"),
@@ -148,7 +165,11 @@ fn ok<T: SerJson>(value: &T) -> Response {
 
 fn health(s: &mut Scheduler) -> Response {
     let health = s.health();
-    let status = if health.db_writable { "ok" } else { "unhealthy" };
+    let status = if health.db_writable {
+        "ok"
+    } else {
+        "unhealthy"
+    };
     let view = HealthView {
         status: status.into(),
         utc_now: format_instant(jiff::Timestamp::now()),
@@ -156,7 +177,10 @@ fn health(s: &mut Scheduler) -> Response {
         uptime_seconds: health.uptime_seconds,
         error: health.error,
     };
-    Response::json(if health.db_writable { 200 } else { 503 }, view.serialize_json())
+    Response::json(
+        if health.db_writable { 200 } else { 503 },
+        view.serialize_json(),
+    )
 }
 
 fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
@@ -168,7 +192,11 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PREVIEW).contains(n))
-            .ok_or_else(|| invalid(format!("count: {v:?} is not a number from 1 to {MAX_PREVIEW}")))?,
+            .ok_or_else(|| {
+                invalid(format!(
+                    "count: {v:?} is not a number from 1 to {MAX_PREVIEW}"
+                ))
+            })?,
         None => 5,
     };
     let from = match query(req, "from") {
@@ -186,7 +214,11 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
             note: o.note.map(|n| n.as_str().to_string()),
         })
         .collect();
-    Ok(ok(&PreviewView { expr: expr.into(), timezone: zone, next }))
+    Ok(ok(&PreviewView {
+        expr: expr.into(),
+        timezone: zone,
+        next,
+    }))
 }
 
 // ----- request decoding -----
@@ -232,7 +264,10 @@ fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
 }
 
 fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    req.query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn query_status(req: &Request) -> Result<Option<TaskStatus>> {
@@ -248,19 +283,30 @@ fn paging(req: &Request) -> Result<(i64, i64)> {
     let number = |name: &str, default: i64, min: i64, max: i64| -> Result<i64> {
         match query(req, name) {
             None => Ok(default),
-            Some(v) => v.parse::<i64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-                ApiError::Invalid(format!("{name}: {v:?} is not a number from {min} to {max}"))
-            }),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::Invalid(format!("{name}: {v:?} is not a number from {min} to {max}"))
+                }),
         }
     };
-    Ok((number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?, number("offset", 0, 0, i64::MAX / 2)?))
+    Ok((
+        number("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?,
+        number("offset", 0, 0, i64::MAX / 2)?,
+    ))
 }
 
 fn parse_id(what: &str, text: &str) -> Result<i64> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("{what} {text:?} not found (ids are positive integers)")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{what} {text:?} not found (ids are positive integers)"
+            ))
+        })
 }
 
 // ----- response shapes -----

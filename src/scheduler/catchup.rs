@@ -36,7 +36,11 @@ pub struct Missed {
 
 impl Missed {
     pub fn describe(&self) -> String {
-        let at_least = if self.count >= COUNT_CAP { "at least " } else { "" };
+        let at_least = if self.count >= COUNT_CAP {
+            "at least "
+        } else {
+            ""
+        };
         format!(
             "missed={at_least}{} first={} last={} reason=\"service down or clock jumped\"",
             self.count, self.first, self.last
@@ -52,17 +56,28 @@ pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, grace: Duration
         Some(f) if f <= now => latest_at_or_before(schedule, now, due),
         _ => due,
     };
-    let next = if latest == due { following } else { schedule.next_after(latest) };
+    let next = if latest == due {
+        following
+    } else {
+        schedule.next_after(latest)
+    };
 
     let in_grace = now.duration_since(latest) <= grace;
     let (run, last_missed) = if in_grace {
-        (Some(latest), (latest != due).then(|| {
-            latest_at_or_before(schedule, latest - SignedDuration::from_nanos(1), due)
-        }))
+        (
+            Some(latest),
+            (latest != due).then(|| {
+                latest_at_or_before(schedule, latest - SignedDuration::from_nanos(1), due)
+            }),
+        )
     } else {
         (None, Some(latest))
     };
-    let missed = last_missed.map(|last| Missed { first: due, last, count: count(schedule, due, last) });
+    let missed = last_missed.map(|last| Missed {
+        first: due,
+        last,
+        count: count(schedule, due, last),
+    });
     Plan { run, missed, next }
 }
 
@@ -120,7 +135,12 @@ mod tests {
 
     #[test]
     fn an_occurrence_due_now_just_runs() {
-        let p = plan(&every_minute(), ts("2025-01-01T00:05:00Z"), ts("2025-01-01T00:05:00.2Z"), HOUR);
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:05:00Z"),
+            ts("2025-01-01T00:05:00.2Z"),
+            HOUR,
+        );
         assert_eq!(p.run, Some(ts("2025-01-01T00:05:00Z")));
         assert_eq!(p.missed, None);
         assert_eq!(p.next, Some(ts("2025-01-01T00:06:00Z")));
@@ -128,7 +148,12 @@ mod tests {
 
     #[test]
     fn after_downtime_only_the_latest_runs_and_the_rest_are_counted() {
-        let p = plan(&every_minute(), ts("2025-01-01T00:00:00Z"), ts("2025-01-01T00:10:30Z"), HOUR);
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-01-01T00:10:30Z"),
+            HOUR,
+        );
         assert_eq!(p.run, Some(ts("2025-01-01T00:10:00Z")));
         let missed = p.missed.unwrap();
         assert_eq!(missed.count, 10);
@@ -140,7 +165,12 @@ mod tests {
     #[test]
     fn an_occurrence_older_than_the_grace_is_missed() {
         let daily = Schedule::parse("0 3 * * *", "UTC").unwrap();
-        let p = plan(&daily, ts("2025-01-01T03:00:00Z"), ts("2025-01-01T05:00:00Z"), HOUR);
+        let p = plan(
+            &daily,
+            ts("2025-01-01T03:00:00Z"),
+            ts("2025-01-01T05:00:00Z"),
+            HOUR,
+        );
         assert_eq!(p.run, None);
         assert_eq!(p.missed.unwrap().count, 1);
         assert_eq!(p.next, Some(ts("2025-01-02T03:00:00Z")));
@@ -148,7 +178,12 @@ mod tests {
 
     #[test]
     fn a_month_off_is_one_run_and_a_bounded_count() {
-        let p = plan(&every_minute(), ts("2025-01-01T00:00:00Z"), ts("2025-02-01T00:00:30Z"), HOUR);
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-02-01T00:00:30Z"),
+            HOUR,
+        );
         assert_eq!(p.run, Some(ts("2025-02-01T00:00:00Z")));
         assert_eq!(p.missed.unwrap().count, COUNT_CAP);
     }

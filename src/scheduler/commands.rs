@@ -75,8 +75,16 @@ impl Scheduler {
         let schedule = validate(&spec)?;
         let now = Timestamp::now();
         let next = next_for(&spec, &schedule, now);
-        let task = self.store.insert_task(&spec, next).map_err(|e| self.store_failed("insert_task", &e))?;
-        log::info!("event=task_created task={} name={:?} schedule={:?}", task.id, task.name, task.schedule);
+        let task = self
+            .store
+            .insert_task(&spec, next)
+            .map_err(|e| self.store_failed("insert_task", &e))?;
+        log::info!(
+            "event=task_created task={} name={:?} schedule={:?}",
+            task.id,
+            task.name,
+            task.schedule
+        );
         self.install(task.clone(), now, false);
         Ok(task)
     }
@@ -98,7 +106,11 @@ impl Scheduler {
             .update_task(id, &spec, next)
             .map_err(|e| self.store_failed("update_task", &e))?
             .ok_or_else(|| not_found("task", id))?;
-        log::info!("event=task_updated task={id} status={} next_run_at={:?}", task.status.as_str(), next);
+        log::info!(
+            "event=task_updated task={id} status={} next_run_at={:?}",
+            task.status.as_str(),
+            next
+        );
         self.install(task.clone(), now, false);
         Ok(task)
     }
@@ -106,7 +118,10 @@ impl Scheduler {
     /// Deletes a task. A run in progress finishes on its own and is
     /// recorded; no retry or dead letter follows it.
     pub fn delete_task(&mut self, id: i64) -> Result<()> {
-        let deleted = self.store.delete_task(id).map_err(|e| self.store_failed("delete_task", &e))?;
+        let deleted = self
+            .store
+            .delete_task(id)
+            .map_err(|e| self.store_failed("delete_task", &e))?;
         if !deleted {
             return Err(not_found("task", id));
         }
@@ -116,12 +131,22 @@ impl Scheduler {
     }
 
     pub fn task(&mut self, id: i64) -> Result<Task> {
-        let task = self.store.task(id).map_err(|e| self.store_failed("task", &e))?;
+        let task = self
+            .store
+            .task(id)
+            .map_err(|e| self.store_failed("task", &e))?;
         task.ok_or_else(|| not_found("task", id))
     }
 
-    pub fn tasks(&mut self, status: Option<TaskStatus>, limit: i64, offset: i64) -> Result<Vec<Task>> {
-        self.store.list_tasks(status, limit, offset).map_err(|e| self.store_failed("list_tasks", &e))
+    pub fn tasks(
+        &mut self,
+        status: Option<TaskStatus>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Task>> {
+        self.store
+            .list_tasks(status, limit, offset)
+            .map_err(|e| self.store_failed("list_tasks", &e))
     }
 
     /// Starts a run of task `id` now, outside its schedule.
@@ -131,9 +156,17 @@ impl Scheduler {
             return Err(ApiError::Conflict(format!("task {id} is already running")));
         }
         let now = Timestamp::now();
-        let start =
-            RunStart { task_id: id, scheduled_for: now, trigger: Trigger::Manual, attempt: 1, started_at: now };
-        let run = self.store.start_run(&start, None).map_err(|e| self.store_failed("start_run", &e))?;
+        let start = RunStart {
+            task_id: id,
+            scheduled_for: now,
+            trigger: Trigger::Manual,
+            attempt: 1,
+            started_at: now,
+        };
+        let run = self
+            .store
+            .start_run(&start, None)
+            .map_err(|e| self.store_failed("start_run", &e))?;
         let run = run.ok_or_else(|| ApiError::Conflict(format!("task {id} was just started")))?;
         self.launch(run.clone());
         Ok(run)
@@ -153,18 +186,29 @@ impl Scheduler {
     }
 
     pub fn run_by_id(&mut self, id: i64) -> Result<Run> {
-        let run = self.store.run(id).map_err(|e| self.store_failed("run", &e))?;
+        let run = self
+            .store
+            .run(id)
+            .map_err(|e| self.store_failed("run", &e))?;
         run.ok_or_else(|| not_found("run", id))
     }
 
-    pub fn dead_letters(&mut self, task_id: Option<i64>, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+    pub fn dead_letters(
+        &mut self,
+        task_id: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<DeadLetter>> {
         self.store
             .dead_letters(task_id, limit, offset)
             .map_err(|e| self.store_failed("dead_letters", &e))
     }
 
     pub fn dead_letter(&mut self, id: i64) -> Result<DeadLetter> {
-        let letter = self.store.dead_letter(id).map_err(|e| self.store_failed("dead_letter", &e))?;
+        let letter = self
+            .store
+            .dead_letter(id)
+            .map_err(|e| self.store_failed("dead_letter", &e))?;
         letter.ok_or_else(|| not_found("dead letter", id))
     }
 
@@ -174,10 +218,16 @@ impl Scheduler {
     pub fn retry_dead_letter(&mut self, id: i64) -> Result<Run> {
         let letter = self.dead_letter(id)?;
         if !self.tasks.contains_key(&letter.task_id) {
-            return Err(ApiError::Conflict(format!("task {} no longer exists", letter.task_id)));
+            return Err(ApiError::Conflict(format!(
+                "task {} no longer exists",
+                letter.task_id
+            )));
         }
         if self.running.contains_key(&letter.task_id) {
-            return Err(ApiError::Conflict(format!("task {} is already running", letter.task_id)));
+            return Err(ApiError::Conflict(format!(
+                "task {} is already running",
+                letter.task_id
+            )));
         }
         let run = self
             .store
@@ -185,14 +235,20 @@ impl Scheduler {
             .map_err(|e| self.store_failed("retry_dead_letter", &e))?
             .ok_or_else(|| ApiError::Conflict(format!("dead letter {id} was already retried")))?;
         self.metrics.retries_total += 1;
-        log::info!("event=dead_letter_retried dead_letter={id} task={} run={}", run.task_id, run.id);
+        log::info!(
+            "event=dead_letter_retried dead_letter={id} task={} run={}",
+            run.task_id,
+            run.id
+        );
         self.launch(run.clone());
         Ok(run)
     }
 
     pub fn delete_dead_letter(&mut self, id: i64) -> Result<()> {
-        let deleted =
-            self.store.delete_dead_letter(id).map_err(|e| self.store_failed("delete_dead_letter", &e))?;
+        let deleted = self
+            .store
+            .delete_dead_letter(id)
+            .map_err(|e| self.store_failed("delete_dead_letter", &e))?;
         if !deleted {
             return Err(not_found("dead letter", id));
         }
@@ -209,7 +265,11 @@ impl Scheduler {
         } else {
             self.db_healthy = true;
         }
-        Health { db_writable: error.is_none(), error, uptime_seconds: self.started.elapsed().as_secs() }
+        Health {
+            db_writable: error.is_none(),
+            error,
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
     }
 
     pub fn metrics_text(&mut self) -> String {
@@ -217,7 +277,11 @@ impl Scheduler {
         let snapshot = Snapshot {
             tasks_by_status,
             running: self.running.len(),
-            scheduled: self.tasks.values().filter(|e| e.task.next_run_at.is_some()).count(),
+            scheduled: self
+                .tasks
+                .values()
+                .filter(|e| e.task.next_run_at.is_some())
+                .count(),
             uptime_seconds: self.started.elapsed().as_secs(),
             db_healthy: self.db_healthy,
         };
@@ -271,8 +335,16 @@ impl TaskPatch {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };
         }
         set!(
-            name, description, schedule, command, timezone, max_retries, retry_delay_seconds,
-            timeout_seconds, status, pause_on_dead_letter
+            name,
+            description,
+            schedule,
+            command,
+            timezone,
+            max_retries,
+            retry_delay_seconds,
+            timeout_seconds,
+            status,
+            pause_on_dead_letter
         );
         spec
     }
@@ -288,7 +360,9 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
         return invalid(format!("name: longer than {MAX_NAME_CHARS} characters"));
     }
     if spec.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return invalid(format!("description: longer than {MAX_DESCRIPTION_CHARS} characters"));
+        return invalid(format!(
+            "description: longer than {MAX_DESCRIPTION_CHARS} characters"
+        ));
     }
     if spec.command.trim().is_empty() {
         return invalid("command: must not be empty".into());
@@ -300,18 +374,34 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
         return invalid("command: contains a NUL character".into());
     }
     check_range("max_retries", spec.max_retries, 0, MAX_RETRIES)?;
-    check_range("retry_delay_seconds", spec.retry_delay_seconds, 0, MAX_DELAY_SECONDS)?;
-    check_range("timeout_seconds", spec.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
+    check_range(
+        "retry_delay_seconds",
+        spec.retry_delay_seconds,
+        0,
+        MAX_DELAY_SECONDS,
+    )?;
+    check_range(
+        "timeout_seconds",
+        spec.timeout_seconds,
+        1,
+        MAX_TIMEOUT_SECONDS,
+    )?;
     Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
         let text = err.to_string();
         // Zone errors already name their field; others belong to `schedule`.
-        if text.starts_with("timezone") { ApiError::Invalid(text) } else { ApiError::Invalid(format!("schedule: {text}")) }
+        if text.starts_with("timezone") {
+            ApiError::Invalid(text)
+        } else {
+            ApiError::Invalid(format!("schedule: {text}"))
+        }
     })
 }
 
 fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<()> {
     if value < min || value > max {
-        return Err(ApiError::Invalid(format!("{field}: {value} is out of range {min}-{max}")));
+        return Err(ApiError::Invalid(format!(
+            "{field}: {value} is out of range {min}-{max}"
+        )));
     }
     Ok(())
 }
@@ -345,9 +435,10 @@ fn not_found(what: &str, id: i64) -> ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Invalid(m) | ApiError::NotFound(m) | ApiError::Conflict(m) | ApiError::Unavailable(m) => {
-                f.write_str(m)
-            }
+            ApiError::Invalid(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unavailable(m) => f.write_str(m),
         }
     }
 }

@@ -101,7 +101,7 @@ struct RunDone {
 }
 
 enum ShutdownEvent {
-    Done(RunDone),
+    Done(Box<RunDone>),
     Hurry,
     Deadline,
 }
@@ -169,8 +169,12 @@ impl Scheduler {
         crate::notify::ready();
 
         loop {
-            let sleep = self.sleep_time().min(next_poll.saturating_duration_since(Instant::now()));
-            let event = self.next_event(sleep, &api, api_open, signals.as_mut()).await;
+            let sleep = self
+                .sleep_time()
+                .min(next_poll.saturating_duration_since(Instant::now()));
+            let event = self
+                .next_event(sleep, &api, api_open, signals.as_mut())
+                .await;
             match event {
                 Event::Tick => {}
                 Event::Api(call) => self.answer(call),
@@ -188,11 +192,11 @@ impl Scheduler {
                 self.maintain();
                 next_maintenance = Instant::now() + MAINTENANCE_EVERY;
             }
-            if let Some(every) = watchdog {
-                if Instant::now() >= next_watchdog {
-                    crate::notify::watchdog();
-                    next_watchdog = Instant::now() + every;
-                }
+            if let Some(every) = watchdog
+                && Instant::now() >= next_watchdog
+            {
+                crate::notify::watchdog();
+                next_watchdog = Instant::now() + every;
             }
         }
         self.shutdown(signals.as_mut()).await;
@@ -238,12 +242,16 @@ impl Scheduler {
 
     /// Time until the earliest heap entry, capped at `MAX_SLEEP`.
     fn sleep_time(&self) -> Duration {
-        let Some(Reverse(due)) = self.heap.peek() else { return MAX_SLEEP };
+        let Some(Reverse(due)) = self.heap.peek() else {
+            return MAX_SLEEP;
+        };
         let until = due.at.duration_since(Timestamp::now());
         if until.is_negative() {
             return Duration::ZERO;
         }
-        Duration::try_from(until).unwrap_or(MAX_SLEEP).min(MAX_SLEEP)
+        Duration::try_from(until)
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP)
     }
 
     // ----- startup -----
@@ -257,11 +265,15 @@ impl Scheduler {
             let end = RunEnd {
                 status: RunStatus::Interrupted,
                 finished_at: now,
-                duration_ms: run.started_at.map_or(0, |s| now.duration_since(s).as_millis() as i64),
+                duration_ms: run
+                    .started_at
+                    .map_or(0, |s| now.duration_since(s).as_millis() as i64),
                 exit_code: None,
                 output: run.output.clone(),
                 output_dropped_bytes: run.output_dropped_bytes,
-                error: Some("edgecron stopped while the run was going (crash or power loss)".into()),
+                error: Some(
+                    "edgecron stopped while the run was going (crash or power loss)".into(),
+                ),
             };
             let follow_up = follow_up_for(task.as_ref(), &run, RunStatus::Interrupted, now);
             self.store.finish_run(run.id, &end, &follow_up)?;
@@ -284,14 +296,22 @@ impl Scheduler {
         for task in tasks {
             self.install(task, now, false);
         }
-        log::info!("event=schedule_loaded tasks={} scheduled={}", self.tasks.len(), self.heap.len());
+        log::info!(
+            "event=schedule_loaded tasks={} scheduled={}",
+            self.tasks.len(),
+            self.heap.len()
+        );
         Ok(())
     }
 
     fn load_pending_retries(&mut self) -> Result<(), StoreError> {
         for run in self.store.pending_retries()? {
             if let Some(at) = run.retry_at {
-                self.push(Due { at, task_id: run.task_id, kind: DueKind::Retry { failed_run: run.id } });
+                self.push(Due {
+                    at,
+                    task_id: run.task_id,
+                    kind: DueKind::Retry { failed_run: run.id },
+                });
             }
         }
         Ok(())
@@ -309,22 +329,30 @@ impl Scheduler {
                 None
             }
         };
-        let mut entry = Entry { task, schedule, generation };
-        if entry.task.status == TaskStatus::Enabled {
-            if let Some(schedule) = &entry.schedule {
-                let next = match entry.task.next_run_at {
-                    Some(stored) if !reschedule => Some(stored),
-                    _ => schedule.next_after(now),
-                };
-                if next != entry.task.next_run_at {
-                    entry.task.next_run_at = next;
-                    self.note_db(self.store.set_next_run(entry.task.id, next));
-                }
-                if let Some(at) = next {
-                    let kind = DueKind::Fire { generation };
-                    self.push(Due { at, task_id: entry.task.id, kind });
-                }
-            }
+        let mut entry = Entry {
+            task,
+            schedule,
+            generation,
+        };
+        // A disabled or unparseable task has no next occurrence.
+        let next = match (&entry.schedule, entry.task.status) {
+            (Some(schedule), TaskStatus::Enabled) => match entry.task.next_run_at {
+                Some(stored) if !reschedule => Some(stored),
+                _ => schedule.next_after(now),
+            },
+            _ => None,
+        };
+        if next != entry.task.next_run_at {
+            entry.task.next_run_at = next;
+            self.note_db(self.store.set_next_run(entry.task.id, next));
+        }
+        if let Some(at) = next {
+            let kind = DueKind::Fire { generation };
+            self.push(Due {
+                at,
+                task_id: entry.task.id,
+                kind,
+            });
         }
         self.tasks.insert(entry.task.id, entry);
     }
@@ -341,7 +369,9 @@ impl Scheduler {
             if due.at > now {
                 break;
             }
-            let Some(Reverse(due)) = self.heap.pop() else { break };
+            let Some(Reverse(due)) = self.heap.pop() else {
+                break;
+            };
             match due.kind {
                 DueKind::Fire { generation } => self.fire(due.task_id, generation, due.at, now),
                 DueKind::Retry { failed_run } => self.retry(due.task_id, failed_run, due.at, now),
@@ -352,11 +382,15 @@ impl Scheduler {
     /// Handles the occurrence of `task_id` at `at`: runs it, or records it
     /// as skipped or missed, and schedules the next one.
     fn fire(&mut self, task_id: i64, generation: u64, at: Timestamp, now: Timestamp) {
-        let Some(entry) = self.tasks.get(&task_id) else { return };
+        let Some(entry) = self.tasks.get(&task_id) else {
+            return;
+        };
         if entry.generation != generation || entry.task.status != TaskStatus::Enabled {
             return;
         }
-        let Some(schedule) = entry.schedule.clone() else { return };
+        let Some(schedule) = entry.schedule.clone() else {
+            return;
+        };
 
         let plan = catchup::plan(&schedule, at, now, self.config.misfire_grace);
         let next = plan.next;
@@ -364,7 +398,9 @@ impl Scheduler {
             self.metrics.missed_total += missed.count;
             let reason = missed.describe();
             log::warn!("event=occurrences_missed task={task_id} {reason}");
-            let result = self.store.record_unrun(task_id, missed.first, RunStatus::Missed, &reason, next);
+            let result =
+                self.store
+                    .record_unrun(task_id, missed.first, RunStatus::Missed, &reason, next);
             self.note_db(result);
         }
         if let Some(occurrence) = plan.run {
@@ -377,21 +413,40 @@ impl Scheduler {
             entry.task.next_run_at = next;
         }
         if let Some(at) = next {
-            self.push(Due { at, task_id, kind: DueKind::Fire { generation } });
+            self.push(Due {
+                at,
+                task_id,
+                kind: DueKind::Fire { generation },
+            });
         }
     }
 
-    fn start_occurrence(&mut self, task_id: i64, at: Timestamp, next: Option<Timestamp>, now: Timestamp) {
+    fn start_occurrence(
+        &mut self,
+        task_id: i64,
+        at: Timestamp,
+        next: Option<Timestamp>,
+        now: Timestamp,
+    ) {
         if self.running.contains_key(&task_id) {
             self.metrics.skipped_total += 1;
             let reason = "previous run still going";
-            log::info!("event=occurrence_skipped task={task_id} scheduled_for={at} reason=\"{reason}\"");
-            let result = self.store.record_unrun(task_id, at, RunStatus::Skipped, reason, next);
+            log::info!(
+                "event=occurrence_skipped task={task_id} scheduled_for={at} reason=\"{reason}\""
+            );
+            let result = self
+                .store
+                .record_unrun(task_id, at, RunStatus::Skipped, reason, next);
             self.note_db(result);
             return;
         }
-        let start =
-            RunStart { task_id, scheduled_for: at, trigger: Trigger::Schedule, attempt: 1, started_at: now };
+        let start = RunStart {
+            task_id,
+            scheduled_for: at,
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            started_at: now,
+        };
         match self.store.start_run(&start, next) {
             Ok(Some(run)) => self.launch(run),
             Ok(None) => {
@@ -404,14 +459,20 @@ impl Scheduler {
 
     fn retry(&mut self, task_id: i64, failed_run: i64, at: Timestamp, now: Timestamp) {
         if !self.tasks.contains_key(&task_id) {
-            log::info!("event=retry_dropped task={task_id} run={failed_run} reason=\"task deleted\"");
+            log::info!(
+                "event=retry_dropped task={task_id} run={failed_run} reason=\"task deleted\""
+            );
             self.note_db(self.store.clear_retry(failed_run));
             return;
         }
         if self.running.contains_key(&task_id) {
             // Never two runs of a task at once: try again when it may be free.
             let later = now + SignedDuration::from_secs(1);
-            self.push(Due { at: later, task_id, kind: DueKind::Retry { failed_run } });
+            self.push(Due {
+                at: later,
+                task_id,
+                kind: DueKind::Retry { failed_run },
+            });
             return;
         }
         let failed = match self.store.run(failed_run) {
@@ -441,14 +502,20 @@ impl Scheduler {
                 self.db_error("start_retry", &err);
                 // Keep the failure's consequence: try again shortly.
                 let later = now + SignedDuration::from_secs(5);
-                self.push(Due { at: later, task_id, kind: DueKind::Retry { failed_run } });
+                self.push(Due {
+                    at: later,
+                    task_id,
+                    kind: DueKind::Retry { failed_run },
+                });
             }
         }
     }
 
     /// Spawns the command of a run the store has just started.
     fn launch(&mut self, run: Run) {
-        let Some(entry) = self.tasks.get(&run.task_id) else { return };
+        let Some(entry) = self.tasks.get(&run.task_id) else {
+            return;
+        };
         let task = &entry.task;
         let spec = RunSpec {
             command: task.command.clone(),
@@ -465,20 +532,40 @@ impl Scheduler {
             run.scheduled_for
         );
         let (stop_tx, stop_rx) = async_channel::bounded(2);
-        self.running.insert(run.task_id, Running { run_id: run.id, stop: stop_tx });
+        self.running.insert(
+            run.task_id,
+            Running {
+                run_id: run.id,
+                stop: stop_tx,
+            },
+        );
         let done = self.done_tx.clone();
         let task_id = run.task_id;
         self.executor
             .spawn(async move {
                 let outcome = exec::execute(spec, stop_rx).await;
-                let _ = done.send(RunDone { task_id, run, outcome }).await;
+                let _ = done
+                    .send(RunDone {
+                        task_id,
+                        run,
+                        outcome,
+                    })
+                    .await;
             })
             .detach();
     }
 
     fn on_run_done(&mut self, done: RunDone) {
-        let RunDone { task_id, run, outcome } = done;
-        if self.running.get(&task_id).is_some_and(|r| r.run_id == run.id) {
+        let RunDone {
+            task_id,
+            run,
+            outcome,
+        } = done;
+        if self
+            .running
+            .get(&task_id)
+            .is_some_and(|r| r.run_id == run.id)
+        {
             self.running.remove(&task_id);
         }
         let now = Timestamp::now();
@@ -493,7 +580,8 @@ impl Scheduler {
             output_dropped_bytes: outcome.output_dropped_bytes,
             error: outcome.error,
         };
-        self.metrics.record_run(end.status, outcome.duration.as_secs_f64());
+        self.metrics
+            .record_run(end.status, outcome.duration.as_secs_f64());
         self.log_run_end(&run, &end, &follow_up);
 
         match self.store.finish_run(run.id, &end, &follow_up) {
@@ -501,7 +589,11 @@ impl Scheduler {
             Err(err) => self.db_error("finish_run", &err),
         }
         let keep_after = now - SignedDuration::from_hours(24 * self.config.keep_days);
-        self.note_db(self.store.prune_runs(task_id, self.config.keep_runs, keep_after).map(|_| ()));
+        self.note_db(
+            self.store
+                .prune_runs(task_id, self.config.keep_runs, keep_after)
+                .map(|_| ()),
+        );
     }
 
     fn log_run_end(&self, run: &Run, end: &RunEnd, follow_up: &RunFollowUp) {
@@ -529,7 +621,11 @@ impl Scheduler {
             RunFollowUp::Nothing => {}
             RunFollowUp::RetryAt(at) => {
                 log::info!("event=retry_scheduled task={task_id} run={run_id} at={at}");
-                self.push(Due { at: *at, task_id, kind: DueKind::Retry { failed_run: run_id } });
+                self.push(Due {
+                    at: *at,
+                    task_id,
+                    kind: DueKind::Retry { failed_run: run_id },
+                });
             }
             RunFollowUp::DeadLetter { pause_task } => {
                 self.metrics.dead_letters_total += 1;
@@ -572,11 +668,19 @@ impl Scheduler {
         self.data_version = version;
         self.revision = changes.revision;
         for task in changes.changed {
-            if self.tasks.get(&task.id).is_some_and(|e| e.task.revision == task.revision) {
+            if self
+                .tasks
+                .get(&task.id)
+                .is_some_and(|e| e.task.revision == task.revision)
+            {
                 continue;
             }
             self.metrics.poll_changes_total += 1;
-            log::info!("event=task_changed_in_db task={} status={}", task.id, task.status.as_str());
+            log::info!(
+                "event=task_changed_in_db task={} status={}",
+                task.id,
+                task.status.as_str()
+            );
             let reschedule = self.schedule_changed(&task);
             self.install(task, now, reschedule);
         }
@@ -631,14 +735,23 @@ impl Scheduler {
     fn reschedule_all(&mut self, now: Timestamp, _force: bool) {
         let ids: Vec<i64> = self.tasks.keys().copied().collect();
         for id in ids {
-            let Some(entry) = self.tasks.get(&id) else { continue };
+            let Some(entry) = self.tasks.get(&id) else {
+                continue;
+            };
             let (Some(schedule), Some(stored)) = (&entry.schedule, entry.task.next_run_at) else {
                 continue;
             };
             let real = schedule.next_after(now);
             if real.is_some_and(|r| r < stored) {
                 let task = entry.task.clone();
-                self.install(Task { next_run_at: real, ..task }, now, false);
+                self.install(
+                    Task {
+                        next_run_at: real,
+                        ..task
+                    },
+                    now,
+                    false,
+                );
             }
         }
     }
@@ -660,13 +773,18 @@ impl Scheduler {
         let running = self.running.len();
         log::info!("event=shutdown_started running={running}");
         for run in self.running.values() {
-            let _ = run.stop.try_send(StopReason::Shutdown { grace: self.config.shutdown_grace });
+            let _ = run.stop.try_send(StopReason::Shutdown {
+                grace: self.config.shutdown_grace,
+            });
         }
         let deadline = Instant::now() + self.config.shutdown_grace + Duration::from_secs(5);
         let mut signals = signals;
         while !self.running.is_empty() && Instant::now() < deadline {
-            match self.next_shutdown_event(deadline, signals.as_deref_mut()).await {
-                ShutdownEvent::Done(done) => self.on_run_done(done),
+            match self
+                .next_shutdown_event(deadline, signals.as_deref_mut())
+                .await
+            {
+                ShutdownEvent::Done(done) => self.on_run_done(*done),
                 ShutdownEvent::Hurry => {
                     // A second signal shortens the wait: every run is killed now.
                     log::warn!("event=shutdown_hurried");
@@ -687,7 +805,7 @@ impl Scheduler {
     ) -> ShutdownEvent {
         let done = async {
             match self.done_rx.recv().await {
-                Ok(done) => ShutdownEvent::Done(done),
+                Ok(done) => ShutdownEvent::Done(Box::new(done)),
                 Err(_) => futures_lite::future::pending().await,
             }
         };
@@ -729,7 +847,9 @@ impl Scheduler {
 /// What follows a run that ended with `status`, under `task`'s retry policy.
 /// A run of a deleted task has no follow-up.
 fn follow_up_for(task: Option<&Task>, run: &Run, status: RunStatus, now: Timestamp) -> RunFollowUp {
-    let Some(task) = task else { return RunFollowUp::Nothing };
+    let Some(task) = task else {
+        return RunFollowUp::Nothing;
+    };
     if !status.is_failure() {
         return RunFollowUp::Nothing;
     }
@@ -738,7 +858,9 @@ fn follow_up_for(task: Option<&Task>, run: &Run, status: RunStatus, now: Timesta
         let delay = SignedDuration::from_secs(task.retry_delay_seconds.max(0));
         RunFollowUp::RetryAt(now + delay)
     } else {
-        RunFollowUp::DeadLetter { pause_task: task.pause_on_dead_letter }
+        RunFollowUp::DeadLetter {
+            pause_task: task.pause_on_dead_letter,
+        }
     }
 }
 
@@ -759,6 +881,9 @@ fn run_environment(task: &Task, run: &Run) -> Vec<(String, String)> {
         ("EDGECRON_RUN_ID".into(), run.id.to_string()),
         ("EDGECRON_ATTEMPT".into(), run.attempt.to_string()),
         ("EDGECRON_TRIGGER".into(), run.trigger.as_str().into()),
-        ("EDGECRON_SCHEDULED_FOR".into(), crate::model::format_instant(run.scheduled_for)),
+        (
+            "EDGECRON_SCHEDULED_FOR".into(),
+            crate::model::format_instant(run.scheduled_for),
+        ),
     ]
 }

@@ -15,8 +15,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
-    DeadLetter, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger, format_instant,
-    parse_instant,
+    DeadLetter, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger, format_instant, parse_instant,
 };
 
 /// How long a statement waits for another connection's lock (for example an
@@ -109,7 +108,9 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let latest = schema::MIGRATIONS.len() as i64;
         if version > latest {
             return Err(StoreError::other(format!(
@@ -198,7 +199,8 @@ impl Store {
     }
 
     fn task_or_err(&self, id: i64) -> Result<Task> {
-        self.task(id)?.ok_or_else(|| StoreError::other(format!("task {id} vanished")))
+        self.task(id)?
+            .ok_or_else(|| StoreError::other(format!("task {id} vanished")))
     }
 
     /// Tasks ordered by id, optionally only those with `status`.
@@ -213,7 +215,10 @@ impl Store {
              ORDER BY id LIMIT ?2 OFFSET ?3"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit, offset], task_from_row)?;
+        let rows = stmt.query_map(
+            params![status.map(|s| s.as_str()), limit, offset],
+            task_from_row,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -236,7 +241,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         let revision = current_revision(&tx)?;
         if revision == since {
-            return Ok(TaskChanges { revision, ..TaskChanges::default() });
+            return Ok(TaskChanges {
+                revision,
+                ..TaskChanges::default()
+            });
         }
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE revision > ?1 ORDER BY id");
         let changed = {
@@ -252,13 +260,19 @@ impl Store {
         };
         tx.execute("DELETE FROM task_tombstones WHERE revision <= ?1", [since])?;
         tx.commit()?;
-        Ok(TaskChanges { changed, deleted, revision })
+        Ok(TaskChanges {
+            changed,
+            deleted,
+            revision,
+        })
     }
 
     /// SQLite's counter of commits made by other connections; unchanged
     /// means there is nothing new to poll.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Records the next occurrence the scheduler will fire, so that a
@@ -298,7 +312,10 @@ impl Store {
     /// the same transaction so that a restart cannot start it twice.
     pub fn start_retry(&mut self, failed_run: i64, start: &RunStart) -> Result<Option<Run>> {
         let tx = self.conn.transaction()?;
-        tx.execute("UPDATE runs SET retry_at = NULL WHERE id = ?1", [failed_run])?;
+        tx.execute(
+            "UPDATE runs SET retry_at = NULL WHERE id = ?1",
+            [failed_run],
+        )?;
         let run = start_run_in(&tx, start, None)?;
         tx.commit()?;
         Ok(run)
@@ -317,7 +334,12 @@ impl Store {
         tx.execute(
             "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status, error)
              VALUES (?1, ?2, 'schedule', 1, ?3, ?4) ON CONFLICT DO NOTHING",
-            params![task_id, format_instant(scheduled_for), status.as_str(), reason],
+            params![
+                task_id,
+                format_instant(scheduled_for),
+                status.as_str(),
+                reason
+            ],
         )?;
         tx.execute(
             "UPDATE tasks SET next_run_at = ?2 WHERE id = ?1",
@@ -330,7 +352,12 @@ impl Store {
     /// Ends a run and writes what follows from it (a pending retry, or a
     /// dead letter and perhaps a paused task) in one transaction, so a crash
     /// never leaves a failure without its consequence.
-    pub fn finish_run(&mut self, run_id: i64, end: &RunEnd, follow_up: &RunFollowUp) -> Result<Run> {
+    pub fn finish_run(
+        &mut self,
+        run_id: i64,
+        end: &RunEnd,
+        follow_up: &RunFollowUp,
+    ) -> Result<Run> {
         let tx = self.conn.transaction()?;
         let retry_at = match follow_up {
             RunFollowUp::RetryAt(at) => Some(format_instant(*at)),
@@ -428,13 +455,19 @@ impl Store {
 
     /// Drops a pending retry (its task was deleted).
     pub fn clear_retry(&self, run_id: i64) -> Result<()> {
-        self.conn.execute("UPDATE runs SET retry_at = NULL WHERE id = ?1", [run_id])?;
+        self.conn
+            .execute("UPDATE runs SET retry_at = NULL WHERE id = ?1", [run_id])?;
         Ok(())
     }
 
     // ----- dead letters -----
 
-    pub fn dead_letters(&self, task_id: Option<i64>, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+    pub fn dead_letters(
+        &self,
+        task_id: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<DeadLetter>> {
         let sql = format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE (?1 IS NULL OR task_id = ?1)
              ORDER BY id DESC LIMIT ?2 OFFSET ?3"
@@ -446,11 +479,17 @@ impl Store {
 
     pub fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>> {
         let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?1");
-        Ok(self.conn.query_row(&sql, [id], dead_letter_from_row).optional()?)
+        Ok(self
+            .conn
+            .query_row(&sql, [id], dead_letter_from_row)
+            .optional()?)
     }
 
     pub fn delete_dead_letter(&self, id: i64) -> Result<bool> {
-        Ok(self.conn.execute("DELETE FROM dead_letters WHERE id = ?1", [id])? > 0)
+        Ok(self
+            .conn
+            .execute("DELETE FROM dead_letters WHERE id = ?1", [id])?
+            > 0)
     }
 
     /// Replaces a dead letter by a new attempt of its occurrence, in one
@@ -492,7 +531,9 @@ impl Store {
     pub fn last_heartbeat(&self) -> Result<Option<Timestamp>> {
         let value: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'heartbeat'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'heartbeat'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         Ok(value.and_then(|v| parse_instant(&v)))
     }
@@ -500,13 +541,17 @@ impl Store {
     /// Returns freed pages to the file system and folds the WAL back into
     /// the database, so the file stops growing under a steady load.
     pub fn compact(&self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA incremental_vacuum(1000);")?;
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn
+            .execute_batch("PRAGMA incremental_vacuum(1000);")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
     pub fn count_tasks_by_status(&self) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -659,7 +704,10 @@ fn dead_letter_from_row(row: &Row) -> rusqlite::Result<DeadLetter> {
 
 impl StoreError {
     fn other(message: String) -> StoreError {
-        StoreError { kind: StoreErrorKind::Other, message }
+        StoreError {
+            kind: StoreErrorKind::Other,
+            message,
+        }
     }
 
     pub fn kind(&self) -> StoreErrorKind {
@@ -686,7 +734,10 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::ConstraintViolation) => StoreErrorKind::Conflict,
             _ => StoreErrorKind::Other,
         };
-        StoreError { kind, message: err.to_string() }
+        StoreError {
+            kind,
+            message: err.to_string(),
+        }
     }
 }
 

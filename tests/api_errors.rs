@@ -1,0 +1,215 @@
+//! Bad requests get a 4xx with a JSON error naming what was wrong, and lose
+//! nothing already stored.
+
+mod common;
+
+use common::*;
+
+fn server() -> (TempDir, Server) {
+    let dir = TempDir::new("api");
+    let server = Server::start(&dir);
+    (dir, server)
+}
+
+fn assert_error(reply: &Reply, status: u16, needle: &str) {
+    assert_eq!(reply.status, status, "body: {}", reply.body);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{:?}",
+        reply.headers
+    );
+    let message = reply.error();
+    assert!(
+        message.contains(needle),
+        "error {message:?} does not mention {needle:?}"
+    );
+}
+
+#[test]
+fn malformed_json_is_400() {
+    let (_dir, server) = server();
+    for body in [
+        "{",
+        "not json",
+        "{\"name\": }",
+        "[1,2]",
+        "\"x\"",
+        "{\"name\":\"a\"} extra",
+    ] {
+        let reply = server.post("/tasks", body);
+        assert_eq!(reply.status, 400, "{body:?} -> {}", reply.body);
+        assert!(!reply.error().is_empty());
+    }
+    assert_error(&server.post("/tasks", ""), 400, "body");
+}
+
+#[test]
+fn missing_fields_are_named() {
+    let (_dir, server) = server();
+    assert_error(
+        &server.post("/tasks", r#"{"schedule":"* * * * *","command":"true"}"#),
+        400,
+        "name",
+    );
+    assert_error(
+        &server.post("/tasks", r#"{"name":"a","command":"true"}"#),
+        400,
+        "schedule",
+    );
+    assert_error(
+        &server.post("/tasks", r#"{"name":"a","schedule":"* * * * *"}"#),
+        400,
+        "command",
+    );
+    assert_error(
+        &server.post(
+            "/tasks",
+            r#"{"name":"","schedule":"* * * * *","command":"x"}"#,
+        ),
+        400,
+        "name",
+    );
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let (_dir, server) = server();
+    let cases = [
+        (
+            r#"{"name":1,"schedule":"* * * * *","command":"x"}"#,
+            "name: expected a string",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","max_retries":"3"}"#,
+            "max_retries",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","max_retries":1.5}"#,
+            "max_retries",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","pause_on_dead_letter":"yes"}"#,
+            "pause_on_dead_letter",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","status":"paused"}"#,
+            "status",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","max_retries":-1}"#,
+            "max_retries: -1 is out of range",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","timeout_seconds":0}"#,
+            "timeout_seconds",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","colour":"red"}"#,
+            "colour: unknown field",
+        ),
+        (
+            r#"{"name":"a","schedule":"* * * * *","command":"x","timezone":"Mars/Base"}"#,
+            "timezone",
+        ),
+    ];
+    for (body, needle) in cases {
+        assert_error(&server.post("/tasks", body), 400, needle);
+    }
+}
+
+#[test]
+fn invalid_cron_is_400_and_names_the_schedule() {
+    let (_dir, server) = server();
+    for expr in ["* * * *", "61 * * * *", "* * * * * * * *", "hello"] {
+        let body = format!(r#"{{"name":"a","schedule":"{expr}","command":"x"}}"#);
+        assert_error(&server.post("/tasks", &body), 400, "schedule");
+    }
+}
+
+#[test]
+fn unknown_ids_are_404() {
+    let (_dir, server) = server();
+    assert_error(&server.get("/tasks/999"), 404, "task 999");
+    assert_error(&server.get("/tasks/abc"), 404, "task");
+    assert_error(
+        &server.request("PATCH", "/tasks/999", Some(r#"{"name":"x"}"#)),
+        404,
+        "task 999",
+    );
+    assert_error(
+        &server.request("DELETE", "/tasks/999", None),
+        404,
+        "task 999",
+    );
+    assert_error(&server.post("/tasks/999/run", ""), 404, "task 999");
+    assert_error(&server.get("/tasks/999/runs"), 404, "task 999");
+    assert_error(&server.get("/runs/999"), 404, "run 999");
+    assert_error(
+        &server.post("/dead-letters/999/retry", ""),
+        404,
+        "dead letter 999",
+    );
+    assert_error(
+        &server.request("DELETE", "/dead-letters/999", None),
+        404,
+        "dead letter 999",
+    );
+    assert_error(&server.get("/nowhere"), 404, "no such endpoint");
+}
+
+#[test]
+fn wrong_methods_are_405_with_allow() {
+    let (_dir, server) = server();
+    let reply = server.request("DELETE", "/tasks", None);
+    assert_error(&reply, 405, "GET, POST");
+    assert_eq!(reply.header("allow"), Some("GET, POST"));
+    assert_error(&server.post("/health", ""), 405, "GET");
+}
+
+#[test]
+fn bodies_over_one_mebibyte_are_413() {
+    let (_dir, server) = server();
+    let big = format!(
+        r#"{{"name":"a","schedule":"* * * * *","command":"{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    assert_error(&server.post("/tasks", &big), 413, "larger than 1048576");
+}
+
+#[test]
+fn a_bad_update_changes_nothing() {
+    let (_dir, server) = server();
+    let task =
+        server.create_task(r#"{"name":"keep","schedule":"0 0 1 1 *","command":"echo keep"}"#);
+    let id = task.i64_of("id");
+    let reply = server.request(
+        "PATCH",
+        &format!("/tasks/{id}"),
+        Some(r#"{"name":"new","schedule":"bad"}"#),
+    );
+    assert_eq!(reply.status, 400);
+    let after = server.get(&format!("/tasks/{id}")).json();
+    assert_eq!(after.str_of("name"), "keep");
+    assert_eq!(after.str_of("schedule"), "0 0 1 1 *");
+}
+
+#[test]
+fn bad_query_parameters_are_named() {
+    let (_dir, server) = server();
+    assert_error(&server.get("/tasks?limit=0"), 400, "limit");
+    assert_error(&server.get("/tasks?limit=x"), 400, "limit");
+    assert_error(&server.get("/tasks?status=maybe"), 400, "status");
+    assert_error(&server.get("/dead-letters?task_id=-3"), 404, "task_id");
+}
+
+#[test]
+fn a_task_sent_back_from_get_is_accepted() {
+    let (_dir, server) = server();
+    let task = server.create_task(r#"{"name":"round","schedule":"0 0 1 1 *","command":"true"}"#);
+    let id = task.i64_of("id");
+    let body = server.get(&format!("/tasks/{id}")).body;
+    let reply = server.request("PUT", &format!("/tasks/{id}"), Some(&body));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
