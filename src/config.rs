@@ -105,6 +105,13 @@ pub const SETTINGS: &[Setting] = &[
         doc: "largest request body accepted (bigger gets 413)",
     },
     Setting {
+        flag: "--wait-clock-sync",
+        env: "EDGECRON_WAIT_CLOCK_SYNC",
+        default: "off",
+        doc: "before the first firing, wait for the clock to be synchronised: off, systemd \
+              (waits for /run/systemd/timesync/synchronized) or a file whose existence means so",
+    },
+    Setting {
         flag: "--log-level",
         env: "LOG_LEVEL",
         default: "info",
@@ -117,6 +124,9 @@ pub const SETTINGS: &[Setting] = &[
         doc: "text or json",
     },
 ];
+
+/// systemd-timesyncd creates this file once the clock is synchronised.
+const SYSTEMD_SYNC_FILE: &str = "/run/systemd/timesync/synchronized";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -136,6 +146,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
+    /// Firing waits until this file exists.
+    pub clock_sync_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +262,14 @@ impl Config {
             return Err(db.invalid("must not be empty"));
         }
 
+        let sync = get("EDGECRON_WAIT_CLOCK_SYNC");
+        let clock_sync_file = match sync.value.as_str() {
+            "off" | "0" | "false" | "no" => None,
+            "systemd" | "1" | "true" | "yes" => Some(PathBuf::from(SYSTEMD_SYNC_FILE)),
+            path if path.starts_with('/') => Some(PathBuf::from(path)),
+            _ => return Err(sync.invalid("expected off, systemd or an absolute file path")),
+        };
+
         Ok(Config {
             db_path: PathBuf::from(db.value),
             listen,
@@ -266,6 +286,7 @@ impl Config {
             max_body_bytes: get("EDGECRON_MAX_BODY_BYTES").number(1024, 64 << 20)? as usize,
             log_level,
             log_format,
+            clock_sync_file,
         })
     }
 }

@@ -35,6 +35,8 @@ pub struct RunSpec {
     pub kill_grace: Duration,
     /// Extra environment for the command, on top of the service's.
     pub env: Vec<(String, String)>,
+    /// Where the command starts; the service's own directory when None.
+    pub working_dir: Option<String>,
 }
 
 /// How a run ended.
@@ -53,6 +55,8 @@ pub struct Outcome {
 pub enum StopReason {
     /// The service is shutting down: TERM, then KILL after the grace.
     Shutdown { grace: Duration },
+    /// A newer occurrence replaces this run: TERM, then KILL after the grace.
+    Replace { grace: Duration },
     /// Kill now (a second shutdown signal).
     Kill,
 }
@@ -68,7 +72,10 @@ pub async fn execute(spec: RunSpec, stop: async_channel::Receiver<StopReason>) -
             exit_code: None,
             output: String::new(),
             output_dropped_bytes: 0,
-            error: Some(format!("could not start /bin/sh: {err}")),
+            error: Some(match &spec.working_dir {
+                Some(dir) => format!("could not start the command in working_dir {dir}: {err}"),
+                None => format!("could not start /bin/sh: {err}"),
+            }),
             duration: started.elapsed(),
         },
     }
@@ -86,6 +93,9 @@ fn spawn(spec: &RunSpec) -> io::Result<(async_process::Child, Async<io::PipeRead
     // Its own process group, so a timeout can stop everything the command
     // started, and a Ctrl-C at the service's terminal does not reach it.
     std_command.process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        std_command.current_dir(dir);
+    }
 
     let mut command = async_process::Command::from(std_command);
     command
@@ -173,12 +183,13 @@ async fn supervise(
             )
         }
         Event::Stopped(reason) => {
-            let grace = match reason {
-                StopReason::Shutdown { grace } => grace,
-                StopReason::Kill => Duration::ZERO,
+            let (grace, error) = match reason {
+                StopReason::Shutdown { grace } => (grace, "stopped by edgecron shutdown"),
+                StopReason::Replace { grace } => (grace, "stopped: replaced by a newer occurrence"),
+                StopReason::Kill => (Duration::ZERO, "killed by edgecron shutdown"),
             };
             stop_group(&mut child, pgid, grace, &stop, &mut tail, &mut reader).await;
-            let error = "stopped by edgecron shutdown".to_string();
+            let error = error.to_string();
             (RunStatus::Interrupted, None, Some(error))
         }
     };
@@ -318,6 +329,7 @@ mod tests {
             command: command.into(),
             timeout: Duration::from_millis(timeout_ms),
             kill_grace: Duration::from_secs(1),
+            working_dir: None,
             env: vec![("EDGECRON_TEST_VAR".into(), "hello".into())],
         }
     }

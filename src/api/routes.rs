@@ -7,7 +7,7 @@ use nanoserde::SerJson;
 
 use super::json::{self, Field, Value};
 use super::{Request, Response};
-use crate::model::{DeadLetter, Run, Task, TaskStatus, format_instant};
+use crate::model::{CatchUp, DeadLetter, Overlap, Run, Task, TaskStatus, format_instant};
 use crate::scheduler::{ApiError, Scheduler, TaskPatch};
 
 /// Listing endpoints return at most this many items per page.
@@ -172,7 +172,7 @@ fn health(s: &mut Scheduler) -> Response {
     };
     let view = HealthView {
         status: status.into(),
-        utc_now: format_instant(jiff::Timestamp::now()),
+        utc_now: format_instant(crate::clock::now()),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: health.uptime_seconds,
         error: health.error,
@@ -202,7 +202,7 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
     let from = match query(req, "from") {
         Some(v) => crate::model::parse_instant(v)
             .ok_or_else(|| invalid(format!("from: {v:?} is not an RFC 3339 instant")))?,
-        None => jiff::Timestamp::now(),
+        None => crate::clock::now(),
     };
     let schedule = crate::cron::Schedule::parse(expr, &zone).map_err(|e| invalid(e.to_string()))?;
     let next = schedule
@@ -255,6 +255,24 @@ fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
                 let status = TaskStatus::parse(&text)
                     .ok_or_else(|| format!("status: {text:?} is not enabled or disabled"))?;
                 patch.status = Some(status);
+            }
+            "env" => patch.env = Some(f.string_map()?),
+            "working_dir" => patch.working_dir = Some(f.optional(Field::string)?),
+            "misfire_grace_seconds" => {
+                patch.misfire_grace_seconds = Some(f.optional(Field::integer)?);
+            }
+            "catch_up_limit" => patch.catch_up_limit = Some(f.integer()?),
+            "overlap" => {
+                let text = f.string()?;
+                let overlap = Overlap::parse(&text)
+                    .ok_or_else(|| format!("overlap: {text:?} is not skip, queue or replace"))?;
+                patch.overlap = Some(overlap);
+            }
+            "catch_up" => {
+                let text = f.string()?;
+                let catch_up = CatchUp::parse(&text)
+                    .ok_or_else(|| format!("catch_up: {text:?} is not none, latest or all"))?;
+                patch.catch_up = Some(catch_up);
             }
             other if READ_ONLY_FIELDS.contains(&other) => {}
             other => return Err(format!("{other}: unknown field")),
@@ -325,6 +343,12 @@ struct TaskView {
     timeout_seconds: i64,
     status: String,
     pause_on_dead_letter: bool,
+    env: std::collections::BTreeMap<String, String>,
+    working_dir: Option<String>,
+    overlap: String,
+    catch_up: String,
+    misfire_grace_seconds: Option<i64>,
+    catch_up_limit: i64,
     next_run_at: Option<String>,
     last_run_at: Option<String>,
     last_status: Option<String>,
@@ -408,6 +432,12 @@ impl From<&Task> for TaskView {
             timeout_seconds: t.timeout_seconds,
             status: t.status.as_str().into(),
             pause_on_dead_letter: t.pause_on_dead_letter,
+            env: t.policy.env.iter().cloned().collect(),
+            working_dir: t.policy.working_dir.clone(),
+            overlap: t.policy.overlap.as_str().into(),
+            catch_up: t.policy.catch_up.as_str().into(),
+            misfire_grace_seconds: t.policy.misfire_grace_seconds,
+            catch_up_limit: t.policy.catch_up_limit,
             next_run_at: instant(t.next_run_at),
             last_run_at: instant(t.last_run_at),
             last_status: t.last_status.clone(),

@@ -15,7 +15,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
-    DeadLetter, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger, format_instant, parse_instant,
+    CatchUp, DeadLetter, Overlap, Policy, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger,
+    decode_env, encode_env, format_instant, parse_instant,
 };
 
 /// How long a statement waits for another connection's lock (for example an
@@ -130,12 +131,14 @@ impl Store {
     // ----- tasks -----
 
     pub fn insert_task(&self, spec: &TaskSpec, next_run_at: Option<Timestamp>) -> Result<Task> {
-        let now = format_instant(Timestamp::now());
+        let now = format_instant(crate::clock::now());
         self.conn.execute(
             "INSERT INTO tasks (name, description, schedule, command, timezone, max_retries,
                 retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter, next_run_at,
-                created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                created_at, updated_at, env, working_dir, overlap, catch_up,
+                misfire_grace_seconds, catch_up_limit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18)",
             params![
                 spec.name,
                 spec.description,
@@ -149,6 +152,12 @@ impl Store {
                 spec.pause_on_dead_letter,
                 next_run_at.map(format_instant),
                 now,
+                encode_env(&spec.policy.env),
+                spec.policy.working_dir,
+                spec.policy.overlap.as_str(),
+                spec.policy.catch_up.as_str(),
+                spec.policy.misfire_grace_seconds,
+                spec.policy.catch_up_limit,
             ],
         )?;
         self.task_or_err(self.conn.last_insert_rowid())
@@ -165,7 +174,9 @@ impl Store {
         let changed = self.conn.execute(
             "UPDATE tasks SET name = ?2, description = ?3, schedule = ?4, command = ?5,
                 timezone = ?6, max_retries = ?7, retry_delay_seconds = ?8, timeout_seconds = ?9,
-                status = ?10, pause_on_dead_letter = ?11, next_run_at = ?12, updated_at = ?13
+                status = ?10, pause_on_dead_letter = ?11, next_run_at = ?12, updated_at = ?13,
+                env = ?14, working_dir = ?15, overlap = ?16, catch_up = ?17,
+                misfire_grace_seconds = ?18, catch_up_limit = ?19
              WHERE id = ?1",
             params![
                 id,
@@ -180,7 +191,13 @@ impl Store {
                 spec.status.as_str(),
                 spec.pause_on_dead_letter,
                 next_run_at.map(format_instant),
-                format_instant(Timestamp::now()),
+                format_instant(crate::clock::now()),
+                encode_env(&spec.policy.env),
+                spec.policy.working_dir,
+                spec.policy.overlap.as_str(),
+                spec.policy.catch_up.as_str(),
+                spec.policy.misfire_grace_seconds,
+                spec.policy.catch_up_limit,
             ],
         )?;
         if changed == 0 {
@@ -291,7 +308,11 @@ impl Store {
         self.conn.execute(
             "UPDATE tasks SET status = ?2, updated_at = ?3,
                 next_run_at = CASE WHEN ?2 = 'enabled' THEN next_run_at END WHERE id = ?1",
-            params![task_id, status.as_str(), format_instant(Timestamp::now())],
+            params![
+                task_id,
+                status.as_str(),
+                format_instant(crate::clock::now())
+            ],
         )?;
         self.task(task_id)
     }
@@ -319,6 +340,77 @@ impl Store {
         let run = start_run_in(&tx, start, None)?;
         tx.commit()?;
         Ok(run)
+    }
+
+    /// Records an occurrence that waits for the task's current run to end.
+    /// None when the occurrence already has a run.
+    pub fn queue_run(
+        &mut self,
+        task_id: i64,
+        scheduled_for: Timestamp,
+        next: Option<Timestamp>,
+    ) -> Result<Option<Run>> {
+        let tx = self.conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status)
+             VALUES (?1, ?2, 'schedule', 1, 'queued') ON CONFLICT DO NOTHING",
+            params![task_id, format_instant(scheduled_for)],
+        )?;
+        let run = if inserted == 0 {
+            None
+        } else {
+            run_in(&tx, tx.last_insert_rowid())?
+        };
+        tx.execute(
+            "UPDATE tasks SET next_run_at = ?2 WHERE id = ?1",
+            params![task_id, next.map(format_instant)],
+        )?;
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// Starts a queued run: it becomes running and takes the task's lock.
+    pub fn start_queued(&mut self, run_id: i64, started_at: Timestamp) -> Result<Option<Run>> {
+        let tx = self.conn.transaction()?;
+        let started = format_instant(started_at);
+        let changed = tx.execute(
+            "UPDATE runs SET status = 'running', started_at = ?2
+             WHERE id = ?1 AND status = 'queued'",
+            params![run_id, started],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let run = run_in(&tx, run_id)?;
+        if let Some(run) = &run {
+            tx.execute(
+                "UPDATE tasks SET locked_at = ?2, last_run_at = ?2 WHERE id = ?1",
+                params![run.task_id, started],
+            )?;
+        }
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// Runs waiting for their task, oldest occurrence first.
+    pub fn queued_runs(&self) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued'
+             ORDER BY task_id, scheduled_for"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a queued run as not run after all (its task was deleted or
+    /// disabled, or a newer occurrence replaced it).
+    pub fn drop_queued(&self, run_id: i64, status: RunStatus, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, error = ?3 WHERE id = ?1 AND status = 'queued'",
+            params![run_id, status.as_str(), reason],
+        )?;
+        Ok(())
     }
 
     /// Records an occurrence that did not run (skipped or missed).
@@ -433,7 +525,7 @@ impl Store {
     /// finished before `older_than`. Returns how many went.
     pub fn prune_runs(&self, task_id: i64, keep: i64, older_than: Timestamp) -> Result<usize> {
         let pruned = self.conn.execute(
-            "DELETE FROM runs WHERE task_id = ?1 AND status <> 'running' AND retry_at IS NULL
+            "DELETE FROM runs WHERE task_id = ?1 AND status NOT IN ('running', 'queued') AND retry_at IS NULL
                AND (id < (SELECT COALESCE(MIN(id), 0) FROM
                           (SELECT id FROM runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2))
                     OR COALESCE(finished_at, scheduled_for) < ?3)",
@@ -446,7 +538,7 @@ impl Store {
     /// ended before `older_than`.
     pub fn prune_all_before(&self, older_than: Timestamp) -> Result<usize> {
         let pruned = self.conn.execute(
-            "DELETE FROM runs WHERE status <> 'running' AND retry_at IS NULL
+            "DELETE FROM runs WHERE status NOT IN ('running', 'queued') AND retry_at IS NULL
                AND COALESCE(finished_at, scheduled_for) < ?1",
             [format_instant(older_than)],
         )?;
@@ -559,7 +651,8 @@ impl Store {
 
 const TASK_COLUMNS: &str = "id, name, description, schedule, command, timezone, max_retries,
     retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter, next_run_at, last_run_at,
-    last_status, created_at, updated_at, revision";
+    last_status, created_at, updated_at, revision, env, working_dir, overlap, catch_up,
+    misfire_grace_seconds, catch_up_limit";
 
 const RUN_COLUMNS: &str = "id, task_id, scheduled_for, trigger, attempt, status, started_at,
     finished_at, duration_ms, exit_code, output, output_dropped_bytes, error, retry_at";
@@ -664,6 +757,14 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         created_at: required_instant(row, 14)?,
         updated_at: required_instant(row, 15)?,
         revision: row.get(16)?,
+        policy: Policy {
+            env: decode_env(&row.get::<_, String>(17)?),
+            working_dir: row.get(18)?,
+            overlap: Overlap::parse(&row.get::<_, String>(19)?).unwrap_or(Overlap::Skip),
+            catch_up: CatchUp::parse(&row.get::<_, String>(20)?).unwrap_or(CatchUp::Latest),
+            misfire_grace_seconds: row.get(21)?,
+            catch_up_limit: row.get(22)?,
+        },
     })
 }
 
