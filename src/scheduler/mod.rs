@@ -94,8 +94,16 @@ struct Due {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum DueKind {
-    Fire { generation: u64 },
-    Retry { failed_run: i64 },
+    Fire {
+        generation: u64,
+    },
+    Retry {
+        failed_run: i64,
+    },
+    /// An occurrence whose start the database refused; tried again.
+    Again {
+        scheduled_for: Timestamp,
+    },
 }
 
 /// A command in flight.

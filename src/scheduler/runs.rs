@@ -13,6 +13,9 @@ use crate::exec::{self, RunSpec, StopReason};
 use crate::model::{Overlap, Run, RunStatus, Task, TaskStatus, Trigger};
 use crate::store::{RunEnd, RunFollowUp, RunStart};
 
+/// How soon a database write that failed is tried again.
+const DB_RETRY_DELAY: SignedDuration = SignedDuration::from_secs(2);
+
 /// How long a replaced run gets between TERM and KILL.
 const REPLACE_GRACE: Duration = Duration::from_secs(5);
 
@@ -46,6 +49,7 @@ impl Scheduler {
             match due.kind {
                 DueKind::Fire { generation } => self.fire(due.task_id, generation, due.at, now),
                 DueKind::Retry { failed_run } => self.retry(due.task_id, failed_run, due.at, now),
+                DueKind::Again { scheduled_for } => self.again(due.task_id, scheduled_for, now),
             }
         }
     }
@@ -63,11 +67,7 @@ impl Scheduler {
             return;
         };
         let policy = &entry.task.policy;
-        let grace = policy
-            .misfire_grace_seconds
-            .map_or(self.config.misfire_grace, |s| {
-                Duration::from_secs(s.max(0) as u64)
-            });
+        let grace = self.grace_of(&entry.task);
         let rule = Rule {
             catch_up: policy.catch_up,
             grace,
@@ -246,8 +246,51 @@ impl Scheduler {
                 log::info!("event=occurrence_already_run task={task_id} scheduled_for={at}");
                 self.note_db(self.store.set_next_run(task_id, next));
             }
-            Err(err) => self.db_error("start_run", &err),
+            Err(err) => {
+                self.db_error("start_run", &err);
+                // The occurrence is not lost: it is offered again shortly.
+                let later = now + DB_RETRY_DELAY;
+                self.push(Due {
+                    at: later,
+                    task_id,
+                    kind: DueKind::Again { scheduled_for: at },
+                });
+            }
         }
+    }
+
+    /// Offers again an occurrence whose start failed, unless it has become
+    /// older than the task's misfire grace.
+    fn again(&mut self, task_id: i64, scheduled_for: Timestamp, now: Timestamp) {
+        let Some(entry) = self.tasks.get(&task_id) else {
+            return;
+        };
+        if entry.task.status != TaskStatus::Enabled {
+            return;
+        }
+        let next = entry.task.next_run_at;
+        let grace =
+            SignedDuration::try_from(self.grace_of(&entry.task)).unwrap_or(SignedDuration::MAX);
+        if now.duration_since(scheduled_for) > grace {
+            self.metrics.missed_total += 1;
+            let reason = "missed=1 reason=\"database unavailable past the misfire grace\"";
+            log::warn!(
+                "event=occurrences_missed task={task_id} scheduled_for={scheduled_for} {reason}"
+            );
+            let result =
+                self.store
+                    .record_unrun(task_id, scheduled_for, RunStatus::Missed, reason, next);
+            return self.note_db(result);
+        }
+        self.offer(task_id, scheduled_for, next, now, false);
+    }
+
+    fn grace_of(&self, task: &Task) -> Duration {
+        task.policy
+            .misfire_grace_seconds
+            .map_or(self.config.misfire_grace, |s| {
+                Duration::from_secs(s.max(0) as u64)
+            })
     }
 
     /// A failed run's retry came due. It follows the task's overlap rule

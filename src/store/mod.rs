@@ -95,14 +95,14 @@ impl Store {
         // written; NORMAL sync is durable across a process crash and loses
         // at most the last commits on power loss, which the at-least-once
         // promise already covers.
+        // Must come before anything writes the file's header (WAL does), or
+        // it only takes effect after a full VACUUM.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             log::warn!("event=db_journal_mode mode={mode} msg=\"WAL not available\"");
         }
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA auto_vacuum = INCREMENTAL;",
-        )?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         let mut store = Store { conn };
         store.migrate()?;
         Ok(store)
