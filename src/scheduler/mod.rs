@@ -7,6 +7,7 @@
 //! and the executor carries them out. Nothing here writes SQL or parses
 //! HTTP.
 
+mod cache;
 mod catchup;
 mod commands;
 mod runs;
@@ -63,6 +64,10 @@ pub struct Scheduler {
     /// Wall and monotonic clocks at the last loop turn, to detect jumps.
     last_wall: Timestamp,
     last_mono: Instant,
+    schedules: cache::ScheduleCache,
+    /// While loading, `next_run_at` writes are collected here and written
+    /// in one transaction.
+    deferred_next: Option<Vec<(i64, Option<Timestamp>)>>,
     /// Run ends the database refused, written again each turn.
     unwritten: Vec<runs::UnwrittenEnd>,
     shutting_down: bool,
@@ -74,9 +79,9 @@ pub struct Scheduler {
 /// A task as the scheduler holds it.
 struct Entry {
     task: Task,
-    /// None when the stored expression or zone does not parse (a bad edit
-    /// made directly in the database); such a task never fires.
-    schedule: Option<Schedule>,
+    /// False when the stored expression or zone does not parse (a bad
+    /// edit made directly in the database); such a task never fires.
+    schedulable: bool,
     /// Bumped whenever the task's schedule changes, so that heap entries
     /// pushed before the change are recognised as stale.
     generation: u64,
@@ -163,6 +168,8 @@ impl Scheduler {
             last_wall: now,
             last_mono: Instant::now(),
             unwritten: Vec::new(),
+            schedules: cache::ScheduleCache::default(),
+            deferred_next: None,
             shutting_down: false,
             clock_sync_file: None,
         };
@@ -319,9 +326,12 @@ impl Scheduler {
         let (tasks, revision) = self.store.all_tasks()?;
         self.revision = revision;
         let now = crate::clock::now();
+        self.deferred_next = Some(Vec::new());
         for task in tasks {
             self.install(task, now, false);
         }
+        let writes = self.deferred_next.take().unwrap_or_default();
+        self.store.set_next_runs(&writes)?;
         log::info!(
             "event=schedule_loaded tasks={} scheduled={}",
             self.tasks.len(),
@@ -382,31 +392,22 @@ impl Scheduler {
     /// Puts `task` into the in-memory schedule, replacing any older copy.
     /// `reschedule` forces the next occurrence to be computed from now
     /// (after an edit); otherwise a stored `next_run_at` is resumed.
-    fn install(&mut self, task: Task, now: Timestamp, reschedule: bool) {
-        let generation = self.tasks.get(&task.id).map_or(0, |e| e.generation + 1);
-        let schedule = match Schedule::parse(&task.schedule, &task.timezone) {
-            Ok(schedule) => Some(schedule),
-            Err(err) => {
-                log::error!("event=task_unschedulable task={} error=\"{err}\"", task.id);
-                None
-            }
-        };
-        let backlog = self
-            .tasks
-            .remove(&task.id)
-            .map(|e| e.backlog)
-            .unwrap_or_default();
-        let mut entry = Entry {
-            task,
-            schedule,
-            generation,
-            backlog,
-        };
+    fn install(&mut self, mut task: Task, now: Timestamp, reschedule: bool) {
+        let old = self.tasks.remove(&task.id);
+        let generation = old.as_ref().map_or(0, |e| e.generation + 1);
+        let backlog = old.map(|e| e.backlog).unwrap_or_default();
+        let schedule = self.schedules.get(&task.schedule, &task.timezone);
+        if schedule.is_none() {
+            let err = Schedule::parse(&task.schedule, &task.timezone).err();
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            log::error!("event=task_unschedulable task={} error=\"{err}\"", task.id);
+        }
+
         // A disabled or unparseable task has no next occurrence.
-        let next = match (&entry.schedule, entry.task.status) {
+        let next = match (&schedule, task.status) {
             (Some(schedule), TaskStatus::Enabled) => {
                 let real = schedule.next_after(now);
-                match entry.task.next_run_at {
+                match task.next_run_at {
                     // A stored occurrence later than the schedule's real next
                     // one was computed while the clock ran ahead (or the
                     // schedule was edited without it): the real one wins.
@@ -416,18 +417,26 @@ impl Scheduler {
             }
             _ => None,
         };
-        if next != entry.task.next_run_at {
-            entry.task.next_run_at = next;
-            self.note_db(self.store.set_next_run(entry.task.id, next));
+        if next != task.next_run_at {
+            task.next_run_at = next;
+            match &mut self.deferred_next {
+                Some(writes) => writes.push((task.id, next)),
+                None => self.note_db(self.store.set_next_run(task.id, next)),
+            }
         }
         if let Some(at) = next {
-            let kind = DueKind::Fire { generation };
             self.push(Due {
                 at,
-                task_id: entry.task.id,
-                kind,
+                task_id: task.id,
+                kind: DueKind::Fire { generation },
             });
         }
+        let entry = Entry {
+            schedulable: schedule.is_some(),
+            task,
+            generation,
+            backlog,
+        };
         self.tasks.insert(entry.task.id, entry);
     }
 
@@ -523,17 +532,21 @@ impl Scheduler {
     /// (`install` keeps the earlier of the two). Occurrences already run are
     /// not run again: the database refuses a second run of one.
     fn reschedule_all(&mut self, now: Timestamp) {
-        let stale: Vec<Task> = self
-            .tasks
-            .values()
-            .filter(|e| match (&e.schedule, e.task.next_run_at) {
-                (Some(schedule), Some(stored)) => {
-                    schedule.next_after(now).is_some_and(|r| r < stored)
-                }
-                _ => false,
-            })
-            .map(|e| e.task.clone())
-            .collect();
+        let mut stale = Vec::new();
+        for entry in self.tasks.values() {
+            let Some(stored) = entry.task.next_run_at else {
+                continue;
+            };
+            let Some(schedule) = self
+                .schedules
+                .get(&entry.task.schedule, &entry.task.timezone)
+            else {
+                continue;
+            };
+            if schedule.next_after(now).is_some_and(|real| real < stored) {
+                stale.push(entry.task.clone());
+            }
+        }
         for task in stale {
             self.install(task, now, false);
         }

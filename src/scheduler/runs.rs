@@ -63,7 +63,14 @@ impl Scheduler {
         if entry.generation != generation || entry.task.status != TaskStatus::Enabled {
             return;
         }
-        let Some(schedule) = entry.schedule.clone() else {
+        if !entry.schedulable {
+            return;
+        }
+        let (expr, zone) = (entry.task.schedule.clone(), entry.task.timezone.clone());
+        let Some(schedule) = self.schedules.get(&expr, &zone) else {
+            return;
+        };
+        let Some(entry) = self.tasks.get(&task_id) else {
             return;
         };
         let policy = &entry.task.policy;

@@ -302,6 +302,19 @@ impl Store {
         Ok(())
     }
 
+    /// `set_next_run` for many tasks in one transaction (startup).
+    pub fn set_next_runs(&mut self, writes: &[(i64, Option<Timestamp>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("UPDATE tasks SET next_run_at = ?2 WHERE id = ?1")?;
+            for (task_id, next) in writes {
+                stmt.execute(params![task_id, next.map(format_instant)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Sets a task's status on the scheduler's behalf (pausing after a dead
     /// letter); returns the updated task.
     pub fn set_task_status(&self, task_id: i64, status: TaskStatus) -> Result<Option<Task>> {
