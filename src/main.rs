@@ -67,17 +67,18 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let scheduler = Scheduler::new(store, config.clone(), Rc::clone(&executor))?;
 
     let (calls_tx, calls_rx) = async_channel::bounded(64);
-    let addr = edgecron::api::start(
-        config.listen,
-        config.http_threads,
-        config.max_body_bytes,
-        calls_tx,
-    )
-    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = edgecron::api::start(config.listen, config.http, config.access.clone(), calls_tx)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     log::info!(
-        "event=started version={} listen={addr} db={}",
+        "event=started version={} listen={addr} db={} token={} metrics_public={}",
         env!("CARGO_PKG_VERSION"),
-        config.db_path.display()
+        config.db_path.display(),
+        if config.access.token.is_some() {
+            "required"
+        } else {
+            "none"
+        },
+        config.access.metrics_public
     );
     futures_lite::future::block_on(executor.run(scheduler.run(calls_rx)));
     log::info!("event=stopped");
