@@ -61,13 +61,40 @@ pub enum StopReason {
     Kill,
 }
 
+/// A started command: the child, the read end of its output pipe, and
+/// what identifies its process group after a crash of the service.
+pub struct Process {
+    child: async_process::Child,
+    reader: Async<io::PipeReader>,
+    started: Instant,
+}
+
+impl Process {
+    /// The process group id (the shell's pid).
+    pub fn pgid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
 /// Runs `spec` to its end. `stop` resolving asks for an early stop (TERM,
 /// then KILL after a grace period); the outcome is then `interrupted`.
 pub async fn execute(spec: RunSpec, stop: async_channel::Receiver<StopReason>) -> Outcome {
+    match start(&spec) {
+        Ok(process) => supervise(process, &spec, stop).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Starts the command; a command that cannot start is already an outcome.
+pub fn start(spec: &RunSpec) -> Result<Process, Outcome> {
     let started = Instant::now();
-    match spawn(&spec) {
-        Ok((child, reader)) => supervise(child, reader, &spec, stop, started).await,
-        Err(err) => Outcome {
+    match spawn(spec) {
+        Ok((child, reader)) => Ok(Process {
+            child,
+            reader,
+            started,
+        }),
+        Err(err) => Err(Outcome {
             status: RunStatus::Failed,
             exit_code: None,
             output: String::new(),
@@ -77,8 +104,35 @@ pub async fn execute(spec: RunSpec, stop: async_channel::Receiver<StopReason>) -
                 None => format!("could not start /bin/sh: {err}"),
             }),
             duration: started.elapsed(),
-        },
+        }),
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`); with the pid it names a process across pid reuse.
+pub fn start_ticks(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills what is left of a run's process group after the service died
+/// while it ran. Returns whether a group was signalled.
+///
+/// Linux never reuses a pid while a process group of that id exists, so a
+/// live group with the run's pgid is the run's, unless its leader's pid was
+/// reused, which `start_ticks` tells apart.
+pub fn kill_leftover_group(pgid: i32, leader_start_ticks: Option<i64>) -> bool {
+    if let Some(recorded) = leader_start_ticks
+        && start_ticks(pgid).is_some_and(|now| now != recorded)
+    {
+        return false;
+    }
+    let Some(pid) = Pid::from_raw(pgid) else {
+        return false;
+    };
+    kill_process_group(pid, Signal::KILL).is_ok()
 }
 
 fn spawn(spec: &RunSpec) -> io::Result<(async_process::Child, Async<io::PipeReader>)> {
@@ -115,13 +169,17 @@ enum Event {
     Stopped(StopReason),
 }
 
-async fn supervise(
-    mut child: async_process::Child,
-    mut reader: Async<io::PipeReader>,
+/// Waits for a started command to end, reading its output meanwhile.
+pub async fn supervise(
+    process: Process,
     spec: &RunSpec,
     stop: async_channel::Receiver<StopReason>,
-    started: Instant,
 ) -> Outcome {
+    let Process {
+        mut child,
+        mut reader,
+        started,
+    } = process;
     let pgid = Pid::from_raw(child.id() as i32);
     let mut tail = Tail::default();
 

@@ -106,6 +106,10 @@ pub struct Run {
     pub error: Option<String>,
     /// When a failed run will be retried; cleared once the retry starts.
     pub retry_at: Option<Timestamp>,
+    /// The command's process group and its leader's start time (ticks
+    /// since boot), recorded while it runs.
+    pub pid: Option<i64>,
+    pub pid_start_ticks: Option<i64>,
 }
 
 /// What made a run start.

@@ -40,16 +40,12 @@ fn sigkill_at_random_moments_loses_no_occurrence_and_repeats_none() {
         "echo \"$EDGECRON_TASK_ID $EDGECRON_SCHEDULED_FOR $EDGECRON_ATTEMPT\" >> {}",
         exec_log.display()
     );
-    // The failing task queues rather than skips: with `skip`, a retry due
-    // while the next occurrence runs is dropped without a trace (the bug
-    // robustness.rs `a_retry_due_while_the_next_occurrence_runs_is_not_dropped`
-    // reproduces); queueing keeps this test about crashes.
     let loads = [
         ("ok", format!("{note}; echo ok"), ""),
         (
             "fail",
             format!("{note}; exit 1"),
-            r#","max_retries":1,"retry_delay_seconds":1,"overlap":"queue""#,
+            r#","max_retries":1,"retry_delay_seconds":1"#,
         ),
         ("slow", format!("{note}; sleep 1.5"), ""),
     ];

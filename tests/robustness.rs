@@ -188,7 +188,6 @@ fn kill_9_mid_run_leaves_an_interrupted_run_that_is_retried_or_dead_lettered() {
 }
 
 #[test]
-#[ignore = "bug: a command orphaned by a killed service keeps running after the restart settles its run"]
 fn a_command_orphaned_by_kill_9_is_stopped_when_its_run_is_settled() {
     let dir = TempDir::new("orphan");
     let db = dir.path().join("edgecron.db");
@@ -364,7 +363,6 @@ fn downtime_with_catch_up_all_runs_the_last_few_oldest_first_without_overlap() {
 }
 
 #[test]
-#[ignore = "bug: retention prunes a missed summary older than keep_days as soon as the catch-up run ends"]
 fn a_month_off_keeps_its_missed_summary() {
     // 40 days is beyond the default 30-day retention; the summary was
     // written just now and must stay as long as any run written with it.
@@ -889,7 +887,6 @@ fn a_missing_working_dir_fails_the_run_naming_it_and_is_retried() {
 // ----- retries that meet a busy task -----
 
 #[test]
-#[ignore = "bug: a retry due while the task's next occurrence runs is dropped (overlap skip) with neither retry nor dead letter"]
 fn a_retry_due_while_the_next_occurrence_runs_is_not_dropped() {
     let dir = TempDir::new("retry-busy");
     let server = Server::start(&dir);

@@ -1,12 +1,12 @@
 //! Routing, request decoding and response shapes. Runs on the scheduler
 //! thread; every operation goes through the scheduler's commands, so no
-//! handler writes SQL. One place (`error_response`) maps errors to HTTP
-//! statuses.
+//! handler writes SQL. Errors become answers through `api::Error`, the one
+//! place that maps them to HTTP statuses.
 
 use nanoserde::SerJson;
 
 use super::json::{self, Field, Value};
-use super::{Request, Response};
+use super::{Error, Request, Response};
 use crate::model::{CatchUp, DeadLetter, Overlap, Run, Task, TaskStatus, format_instant};
 use crate::scheduler::{ApiError, Scheduler, TaskPatch};
 
@@ -33,7 +33,7 @@ pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(scheduler, request)));
     match result {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => error_response(&err),
+        Ok(Err(err)) => err.response(),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -46,22 +46,12 @@ pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
                 request.path,
                 std::backtrace::Backtrace::force_capture().to_string()
             );
-            Response::error(500, "internal error; see the service log")
+            Error::Internal.response()
         }
     }
 }
 
-fn error_response(err: &ApiError) -> Response {
-    let status = match err {
-        ApiError::Invalid(_) => 400,
-        ApiError::NotFound(_) => 404,
-        ApiError::Conflict(_) => 409,
-        ApiError::Unavailable(_) => 503,
-    };
-    Response::error(status, &err.to_string())
-}
-
-type Result<T> = std::result::Result<T, ApiError>;
+type Result<T> = std::result::Result<T, Error>;
 
 fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
     let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
@@ -72,7 +62,7 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
             status: 200,
             content_type: "text/plain; version=0.0.4",
             body: s.metrics_text(),
-            allow: None,
+            headers: Vec::new(),
         }),
         (["tasks"], "GET") => {
             let status = query_status(req)?;
@@ -132,13 +122,13 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
             Ok(Response::json(202, RunView::from(&run).serialize_json()))
         }
         (["cron", "next"], "GET") => cron_next(s, req),
-        (path, _) => Ok(not_routed(path)),
+        (path, _) => Err(not_routed(path)),
     }
 }
 
 /// 404 for unknown paths, 405 (with `Allow`) for a known path and a method
 /// it does not take.
-fn not_routed(path: &[&str]) -> Response {
+fn not_routed(path: &[&str]) -> Error {
     let allow = match path {
         ["health"] | ["metrics"] | ["runs", _] | ["tasks", _, "runs"] | ["cron", "next"] => {
             Some("GET")
@@ -151,11 +141,8 @@ fn not_routed(path: &[&str]) -> Response {
         _ => None,
     };
     match allow {
-        Some(allow) => Response {
-            allow: Some(allow),
-            ..Response::error(405, &format!("method not allowed; this path takes {allow}"))
-        },
-        None => Response::error(404, "no such endpoint"),
+        Some(allow) => Error::MethodNotAllowed(allow),
+        None => Error::NoSuchEndpoint,
     }
 }
 
@@ -226,7 +213,7 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
 /// Reads a task body: a JSON object whose known fields have the right
 /// types. Unknown fields are refused so a typo never passes silently.
 fn task_patch(body: &[u8]) -> Result<TaskPatch> {
-    decode_task(body).map_err(ApiError::Invalid)
+    decode_task(body).map_err(|m| ApiError::Invalid(m).into())
 }
 
 fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
@@ -291,9 +278,9 @@ fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 fn query_status(req: &Request) -> Result<Option<TaskStatus>> {
     match query(req, "status") {
         None => Ok(None),
-        Some(v) => TaskStatus::parse(v)
-            .map(Some)
-            .ok_or_else(|| ApiError::Invalid(format!("status: {v:?} is not enabled or disabled"))),
+        Some(v) => TaskStatus::parse(v).map(Some).ok_or_else(|| {
+            ApiError::Invalid(format!("status: {v:?} is not enabled or disabled")).into()
+        }),
     }
 }
 
@@ -307,6 +294,7 @@ fn paging(req: &Request) -> Result<(i64, i64)> {
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
                     ApiError::Invalid(format!("{name}: {v:?} is not a number from {min} to {max}"))
+                        .into()
                 }),
         }
     };
@@ -324,6 +312,7 @@ fn parse_id(what: &str, text: &str) -> Result<i64> {
             ApiError::NotFound(format!(
                 "{what} {text:?} not found (ids are positive integers)"
             ))
+            .into()
         })
 }
 

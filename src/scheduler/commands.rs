@@ -24,7 +24,6 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 pub const MAX_RETRIES: i64 = 100;
 pub const MAX_DELAY_SECONDS: i64 = 7 * 86_400;
 pub const MAX_TIMEOUT_SECONDS: i64 = 7 * 86_400;
-pub const MAX_ENV_ENTRIES: usize = 100;
 pub const MAX_ENV_VALUE_BYTES: usize = 4096;
 pub const MAX_WORKING_DIR_BYTES: usize = 4096;
 pub const MAX_MISFIRE_GRACE_SECONDS: i64 = 366 * 86_400;
@@ -87,7 +86,7 @@ impl Scheduler {
             }
         }
         let spec = patch.apply(self.default_spec());
-        let schedule = validate(&spec)?;
+        let schedule = validate(&spec, self.config.max_env_entries)?;
         let now = crate::clock::now();
         let next = next_for(&spec, &schedule, now);
         let task = self
@@ -107,7 +106,7 @@ impl Scheduler {
     pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
         let current = self.task(id)?;
         let spec = patch.apply(spec_of(&current));
-        let schedule = validate(&spec)?;
+        let schedule = validate(&spec, self.config.max_env_entries)?;
         let now = crate::clock::now();
         let timing_changed = spec.schedule != current.schedule
             || spec.timezone != current.timezone
@@ -380,7 +379,7 @@ impl TaskPatch {
 }
 
 /// Checks every value of `spec`; returns the parsed schedule.
-fn validate(spec: &TaskSpec) -> Result<Schedule> {
+fn validate(spec: &TaskSpec, max_env_entries: usize) -> Result<Schedule> {
     let invalid = |msg: String| Err(ApiError::Invalid(msg));
     if spec.name.trim().is_empty() {
         return invalid("name: must not be empty".into());
@@ -415,7 +414,7 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
         1,
         MAX_TIMEOUT_SECONDS,
     )?;
-    validate_policy(&spec.policy)?;
+    validate_policy(&spec.policy, max_env_entries)?;
     Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
         let text = err.to_string();
         // Zone errors already name their field; others belong to `schedule`.
@@ -427,10 +426,13 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
     })
 }
 
-fn validate_policy(policy: &Policy) -> Result<()> {
+fn validate_policy(policy: &Policy, max_env_entries: usize) -> Result<()> {
     let invalid = |msg: String| Err(ApiError::Invalid(msg));
-    if policy.env.len() > MAX_ENV_ENTRIES {
-        return invalid(format!("env: more than {MAX_ENV_ENTRIES} entries"));
+    if policy.env.len() > max_env_entries {
+        return invalid(format!(
+            "env: {} entries, more than the {max_env_entries} allowed (EDGECRON_MAX_ENV_ENTRIES)",
+            policy.env.len()
+        ));
     }
     for (key, value) in &policy.env {
         let valid_key = key

@@ -135,7 +135,7 @@ enum ShutdownEvent {
 enum Event {
     Tick,
     Api(ApiCall),
-    Done(RunDone),
+    Done(Box<RunDone>),
     Signal,
     ApiClosed,
 }
@@ -211,7 +211,7 @@ impl Scheduler {
             match event {
                 Event::Tick => {}
                 Event::Api(call) => self.answer(call),
-                Event::Done(done) => self.on_run_done(done),
+                Event::Done(done) => self.on_run_done(*done),
                 Event::ApiClosed => api_open = false,
                 Event::Signal => break,
             }
@@ -248,7 +248,7 @@ impl Scheduler {
         };
         let done = async {
             match self.done_rx.recv().await {
-                Ok(done) => Event::Done(done),
+                Ok(done) => Event::Done(Box::new(done)),
                 Err(_) => futures_lite::future::pending().await,
             }
         };
@@ -294,6 +294,17 @@ impl Scheduler {
     /// like any other failure.
     fn settle_interrupted_runs(&mut self, now: Timestamp) -> Result<(), StoreError> {
         for run in self.store.running_runs()? {
+            // The dead service's command may still be running: it must not
+            // overlap its own retry, and nothing a run starts outlives it.
+            if let Some(pgid) = run.pid.and_then(|p| i32::try_from(p).ok())
+                && crate::exec::kill_leftover_group(pgid, run.pid_start_ticks)
+            {
+                log::warn!(
+                    "event=leftover_process_group_killed task={} run={} pgid={pgid}",
+                    run.task_id,
+                    run.id
+                );
+            }
             let task = self.store.task(run.task_id)?;
             let end = RunEnd {
                 status: RunStatus::Interrupted,

@@ -300,8 +300,9 @@ impl Scheduler {
             })
     }
 
-    /// A failed run's retry came due. It follows the task's overlap rule
-    /// when the task is busy: skipped, waiting, or replacing the current run.
+    /// A failed run's retry came due. When the task is busy it waits for
+    /// the current run to end (overlap `skip` or `queue`), or replaces it
+    /// (`replace`).
     fn retry(&mut self, task_id: i64, failed_run: i64, at: Timestamp, now: Timestamp) {
         let Some(entry) = self.tasks.get(&task_id) else {
             log::info!(
@@ -310,15 +311,9 @@ impl Scheduler {
             return self.note_db(self.store.clear_retry(failed_run));
         };
         let overlap = entry.task.policy.overlap;
-        if let Some(running) = self.running.get(&task_id) {
-            if overlap == Overlap::Skip {
-                self.metrics.skipped_total += 1;
-                log::info!(
-                    "event=retry_skipped task={task_id} run={failed_run} reason=\"run {} still going\"",
-                    running.run_id
-                );
-                return self.note_db(self.store.clear_retry(failed_run));
-            }
+        if self.running.contains_key(&task_id) {
+            // Skipping a retry would drop a failure's consequence, so a
+            // retry waits for the current run under `skip` and `queue`.
             if overlap == Overlap::Replace {
                 self.replace_running(task_id);
             }
@@ -397,11 +392,25 @@ impl Scheduler {
                 replaced: false,
             },
         );
+        // Started here, not in the future, so the process group is on
+        // record before anything else happens.
+        let process = match exec::start(&spec) {
+            Ok(process) => {
+                let pgid = process.pgid();
+                let ticks = exec::start_ticks(pgid);
+                self.note_db(self.store.set_run_process(run.id, pgid, ticks));
+                Ok(process)
+            }
+            Err(outcome) => Err(outcome),
+        };
         let done = self.done_tx.clone();
         let task_id = run.task_id;
         self.executor
             .spawn(async move {
-                let outcome = exec::execute(spec, stop_rx).await;
+                let outcome = match process {
+                    Ok(process) => exec::supervise(process, &spec, stop_rx).await,
+                    Err(outcome) => outcome,
+                };
                 let _ = done
                     .send(RunDone {
                         task_id,

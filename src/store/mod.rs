@@ -437,13 +437,16 @@ impl Store {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status, error)
-             VALUES (?1, ?2, 'schedule', 1, ?3, ?4) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status, error, finished_at)
+             VALUES (?1, ?2, 'schedule', 1, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![
                 task_id,
                 format_instant(scheduled_for),
                 status.as_str(),
-                reason
+                reason,
+                // Retention ages the row from when it was written, so a
+                // summary of a month's downtime is not pruned at once.
+                format_instant(crate::clock::now()),
             ],
         )?;
         tx.execute(
@@ -516,6 +519,15 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![task_id, limit, offset], run_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records the process group of a run that has just started.
+    pub fn set_run_process(&self, run_id: i64, pid: i32, start_ticks: Option<i64>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET pid = ?2, pid_start_ticks = ?3 WHERE id = ?1",
+            params![run_id, pid, start_ticks],
+        )?;
+        Ok(())
     }
 
     /// Runs left `running` by a process that is gone.
@@ -668,7 +680,7 @@ const TASK_COLUMNS: &str = "id, name, description, schedule, command, timezone, 
     misfire_grace_seconds, catch_up_limit";
 
 const RUN_COLUMNS: &str = "id, task_id, scheduled_for, trigger, attempt, status, started_at,
-    finished_at, duration_ms, exit_code, output, output_dropped_bytes, error, retry_at";
+    finished_at, duration_ms, exit_code, output, output_dropped_bytes, error, retry_at, pid, pid_start_ticks";
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, task_id, run_id, scheduled_for, failed_at, attempts, last_error, exit_code, output";
@@ -799,6 +811,8 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Run> {
         output_dropped_bytes: row.get(11)?,
         error: row.get(12)?,
         retry_at: instant(row, 13)?,
+        pid: row.get(14)?,
+        pid_start_ticks: row.get(15)?,
     })
 }
 

@@ -122,5 +122,10 @@ pub const MIGRATIONS: &[&str] = &[
     END;
 
     CREATE INDEX runs_queued ON runs (task_id, scheduled_for) WHERE status = 'queued';
+
+    -- The process group of a running run, so that a restart after a crash
+    -- can kill what the dead service left running.
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_start_ticks INTEGER;
     "#,
 ];
