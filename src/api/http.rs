@@ -3,7 +3,8 @@
 //! header and body size) and reads one request per connection.
 //!
 //! Deliberately small: no keep-alive (every response closes the
-//! connection), no chunked request bodies, no TLS. It replaced tiny_http
+//! connection), no chunked request bodies, no TLS; httparse reads the
+//! request head. It replaced tiny_http
 //! 0.12, which reads headers without a size limit on an unbounded number of
 //! threads and offers no socket timeouts, so one client could hold a worker
 //! or the memory forever (see docs/security.md). It knows nothing of
@@ -293,38 +294,44 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// Parses the request line and headers (without the final blank line).
+/// Headers accepted per request; the head's byte limit binds first in
+/// practice.
+const MAX_HEADERS: usize = 64;
+
+/// Parses the request line and headers (without the final blank line)
+/// with httparse, then applies this server's rules: a path target, HTTP/1.x,
+/// UTF-8 header values, a `Content-Length` and no chunked body.
 /// Error messages never quote header values: one may hold a token.
 fn parse_head(bytes: &[u8]) -> Result<Head, Error> {
     let malformed = |what: &str| Error::Malformed(what.to_string());
-    let text = std::str::from_utf8(bytes).map_err(|_| malformed("request head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-
-    let request_line = lines.next().unwrap_or_default();
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
+    let mut whole = Vec::with_capacity(bytes.len() + 4);
+    whole.extend_from_slice(bytes);
+    whole.extend_from_slice(b"\r\n\r\n");
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(&whole) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(malformed("incomplete request head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge(bytes.len())),
+        Err(httparse::Error::Version) => {
+            return Err(malformed("only HTTP/1.0 and HTTP/1.1 are supported"));
+        }
+        Err(err) => return Err(Error::Malformed(format!("bad request head ({err})"))),
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
         return Err(malformed("bad request line"));
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(malformed("bad request method"));
-    }
     if !target.starts_with('/') {
         return Err(malformed("request target must be a path starting with /"));
     }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(malformed("only HTTP/1.0 and HTTP/1.1 are supported"));
-    }
-
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed("bad header line"))?;
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(malformed("bad header name"));
-        }
-        headers.push((name.to_string(), value.trim().to_string()));
-    }
+    let headers = request
+        .headers
+        .iter()
+        .map(|h| match std::str::from_utf8(h.value) {
+            Ok(value) => Ok((h.name.to_string(), value.trim().to_string())),
+            Err(_) => Err(malformed("a header value is not UTF-8")),
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut head = Head {
         method: method.to_ascii_uppercase(),
         target: target.to_string(),
