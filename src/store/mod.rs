@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::model::{
     CatchUp, DeadLetter, Overlap, Policy, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger,
@@ -131,34 +131,17 @@ impl Store {
     // ----- tasks -----
 
     pub fn insert_task(&self, spec: &TaskSpec, next_run_at: Option<Timestamp>) -> Result<Task> {
-        let now = format_instant(crate::clock::now());
+        let values = spec_values(spec, next_run_at);
         self.conn.execute(
             "INSERT INTO tasks (name, description, schedule, command, timezone, max_retries,
                 retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter, next_run_at,
                 created_at, updated_at, env, working_dir, overlap, catch_up,
                 misfire_grace_seconds, catch_up_limit)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18)",
-            params![
-                spec.name,
-                spec.description,
-                spec.schedule,
-                spec.command,
-                spec.timezone,
-                spec.max_retries,
-                spec.retry_delay_seconds,
-                spec.timeout_seconds,
-                spec.status.as_str(),
-                spec.pause_on_dead_letter,
-                next_run_at.map(format_instant),
-                now,
-                encode_env(&spec.policy.env),
-                spec.policy.working_dir,
-                spec.policy.overlap.as_str(),
-                spec.policy.catch_up.as_str(),
-                spec.policy.misfire_grace_seconds,
-                spec.policy.catch_up_limit,
-            ],
+             VALUES (:name, :description, :schedule, :command, :timezone, :max_retries,
+                :retry_delay_seconds, :timeout_seconds, :status, :pause_on_dead_letter,
+                :next_run_at, :now, :now, :env, :working_dir, :overlap, :catch_up,
+                :misfire_grace_seconds, :catch_up_limit)",
+            values.as_params().as_slice(),
         )?;
         self.task_or_err(self.conn.last_insert_rowid())
     }
@@ -171,34 +154,18 @@ impl Store {
         spec: &TaskSpec,
         next_run_at: Option<Timestamp>,
     ) -> Result<Option<Task>> {
+        let mut values = spec_values(spec, next_run_at);
+        values.0.push((":id", Box::new(id)));
         let changed = self.conn.execute(
-            "UPDATE tasks SET name = ?2, description = ?3, schedule = ?4, command = ?5,
-                timezone = ?6, max_retries = ?7, retry_delay_seconds = ?8, timeout_seconds = ?9,
-                status = ?10, pause_on_dead_letter = ?11, next_run_at = ?12, updated_at = ?13,
-                env = ?14, working_dir = ?15, overlap = ?16, catch_up = ?17,
-                misfire_grace_seconds = ?18, catch_up_limit = ?19
-             WHERE id = ?1",
-            params![
-                id,
-                spec.name,
-                spec.description,
-                spec.schedule,
-                spec.command,
-                spec.timezone,
-                spec.max_retries,
-                spec.retry_delay_seconds,
-                spec.timeout_seconds,
-                spec.status.as_str(),
-                spec.pause_on_dead_letter,
-                next_run_at.map(format_instant),
-                format_instant(crate::clock::now()),
-                encode_env(&spec.policy.env),
-                spec.policy.working_dir,
-                spec.policy.overlap.as_str(),
-                spec.policy.catch_up.as_str(),
-                spec.policy.misfire_grace_seconds,
-                spec.policy.catch_up_limit,
-            ],
+            "UPDATE tasks SET name = :name, description = :description, schedule = :schedule,
+                command = :command, timezone = :timezone, max_retries = :max_retries,
+                retry_delay_seconds = :retry_delay_seconds, timeout_seconds = :timeout_seconds,
+                status = :status, pause_on_dead_letter = :pause_on_dead_letter,
+                next_run_at = :next_run_at, updated_at = :now, env = :env,
+                working_dir = :working_dir, overlap = :overlap, catch_up = :catch_up,
+                misfire_grace_seconds = :misfire_grace_seconds, catch_up_limit = :catch_up_limit
+             WHERE id = :id",
+            values.as_params().as_slice(),
         )?;
         if changed == 0 {
             return Ok(None);
@@ -684,6 +651,46 @@ const RUN_COLUMNS: &str = "id, task_id, scheduled_for, trigger, attempt, status,
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, task_id, run_id, scheduled_for, failed_at, attempts, last_error, exit_code, output";
+
+/// A task's client-set fields as named SQL parameters, shared by insert
+/// and update so the two cannot drift apart.
+struct SpecValues(Vec<(&'static str, Box<dyn ToSql>)>);
+
+impl SpecValues {
+    fn as_params(&self) -> Vec<(&str, &dyn ToSql)> {
+        self.0
+            .iter()
+            .map(|(name, value)| (*name, value.as_ref()))
+            .collect()
+    }
+}
+
+fn spec_values(spec: &TaskSpec, next_run_at: Option<Timestamp>) -> SpecValues {
+    let policy = &spec.policy;
+    SpecValues(vec![
+        (":name", Box::new(spec.name.clone())),
+        (":description", Box::new(spec.description.clone())),
+        (":schedule", Box::new(spec.schedule.clone())),
+        (":command", Box::new(spec.command.clone())),
+        (":timezone", Box::new(spec.timezone.clone())),
+        (":max_retries", Box::new(spec.max_retries)),
+        (":retry_delay_seconds", Box::new(spec.retry_delay_seconds)),
+        (":timeout_seconds", Box::new(spec.timeout_seconds)),
+        (":status", Box::new(spec.status.as_str())),
+        (":pause_on_dead_letter", Box::new(spec.pause_on_dead_letter)),
+        (":next_run_at", Box::new(next_run_at.map(format_instant))),
+        (":now", Box::new(format_instant(crate::clock::now()))),
+        (":env", Box::new(encode_env(&policy.env))),
+        (":working_dir", Box::new(policy.working_dir.clone())),
+        (":overlap", Box::new(policy.overlap.as_str())),
+        (":catch_up", Box::new(policy.catch_up.as_str())),
+        (
+            ":misfire_grace_seconds",
+            Box::new(policy.misfire_grace_seconds),
+        ),
+        (":catch_up_limit", Box::new(policy.catch_up_limit)),
+    ])
+}
 
 fn current_revision(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT seq FROM change_seq WHERE id = 1", [], |r| r.get(0))
