@@ -10,14 +10,24 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Reads datagrams until `until` returns true or `timeout` passes.
-fn collect(socket: &UnixDatagram, timeout: Duration, until: impl Fn(&[String]) -> bool) -> Vec<String> {
+fn collect(
+    socket: &UnixDatagram,
+    timeout: Duration,
+    until: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     let mut messages = Vec::new();
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline && !until(&messages) {
-        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         if let Ok(n) = socket.recv(&mut buf) {
-            messages.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_string));
+            messages.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string),
+            );
         }
     }
     messages
@@ -36,14 +46,28 @@ fn ready_watchdog_and_stopping_reach_the_notify_socket() {
 
     // Ready, then pings every half second for as long as it runs.
     let count = |messages: &[String], m: &str| messages.iter().filter(|l| *l == m).count();
-    let messages = collect(&socket, Duration::from_secs(10), |m| count(m, "WATCHDOG=1") >= 3);
-    assert_eq!(messages.first().map(String::as_str), Some("READY=1"), "{messages:?}");
+    let messages = collect(&socket, Duration::from_secs(10), |m| {
+        count(m, "WATCHDOG=1") >= 3
+    });
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some("READY=1"),
+        "{messages:?}"
+    );
     assert!(count(&messages, "WATCHDOG=1") >= 3, "{messages:?}");
-    assert_eq!(server.get("/health").status, 200, "ready means the API answers");
+    assert_eq!(
+        server.get("/health").status,
+        200,
+        "ready means the API answers"
+    );
 
-    let status = server.signal_and_wait("TERM", Duration::from_secs(10)).expect("exits on SIGTERM");
+    let status = server
+        .signal_and_wait("TERM", Duration::from_secs(10))
+        .expect("exits on SIGTERM");
     assert!(status.success());
-    let rest = collect(&socket, Duration::from_secs(1), |m| m.iter().any(|l| l == "STOPPING=1"));
+    let rest = collect(&socket, Duration::from_secs(1), |m| {
+        m.iter().any(|l| l == "STOPPING=1")
+    });
     assert!(rest.iter().any(|l| l == "STOPPING=1"), "{rest:?}");
 }
 
