@@ -383,12 +383,7 @@ fn a_month_off_keeps_its_missed_summary() {
 fn a_forward_then_backward_clock_jump_catches_up_once_and_does_not_stall() {
     avoid_boundary(60, 15);
     let dir = TempDir::new("jump");
-    let offset = dir.path().join("offset");
-    std::fs::write(&offset, "0").unwrap();
-    let server = Server::start_with(
-        Options::new(&dir.path().join("edgecron.db"))
-            .env("EDGECRON_TEST_CLOCK_OFFSET_FILE", offset.to_str().unwrap()),
-    );
+    let (server, offset) = start_with_clock_offset(&dir, "0");
     let id = create(&server, "* * * * *", "echo hi", r#""max_retries":0"#);
     let first_due = ts(&task(&server, id).str_of("next_run_at"));
     let minute = SignedDuration::from_mins(1);
@@ -452,13 +447,8 @@ fn a_forward_then_backward_clock_jump_catches_up_once_and_does_not_stall() {
 #[test]
 fn a_backward_clock_jump_never_runs_an_occurrence_twice() {
     let dir = TempDir::new("jump-back");
-    let offset = dir.path().join("offset");
     let fired = dir.path().join("fired");
-    std::fs::write(&offset, "8").unwrap();
-    let server = Server::start_with(
-        Options::new(&dir.path().join("edgecron.db"))
-            .env("EDGECRON_TEST_CLOCK_OFFSET_FILE", offset.to_str().unwrap()),
-    );
+    let (server, offset) = start_with_clock_offset(&dir, "8");
     let command = format!("echo $EDGECRON_SCHEDULED_FOR >> {}", fired.display());
     let id = create(&server, "* * * * * *", &command, r#""max_retries":0"#);
 
@@ -501,12 +491,7 @@ fn a_backward_clock_jump_never_runs_an_occurrence_twice() {
 fn a_clock_years_behind_then_corrected_catches_up_at_most_once() {
     avoid_boundary(3600, 15);
     let dir = TempDir::new("jump-years");
-    let offset = dir.path().join("offset");
-    std::fs::write(&offset, "-94608000").unwrap();
-    let server = Server::start_with(
-        Options::new(&dir.path().join("edgecron.db"))
-            .env("EDGECRON_TEST_CLOCK_OFFSET_FILE", offset.to_str().unwrap()),
-    );
+    let (server, offset) = start_with_clock_offset(&dir, "-94608000");
     let id = create(&server, "0 * * * *", "echo hourly", r#""max_retries":0"#);
     let stale = ts(&task(&server, id).str_of("next_run_at"));
     assert!(stale < Timestamp::now() - SignedDuration::from_hours(24 * 365));

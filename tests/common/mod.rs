@@ -256,6 +256,17 @@ pub fn open_db(path: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// Starts a server on a fresh database in `dir` whose wall clock is
+/// shifted by the seconds in the returned file (initially `seconds`);
+/// writing the file jumps the clock (see src/clock.rs).
+pub fn start_with_clock_offset(dir: &TempDir, seconds: &str) -> (Server, PathBuf) {
+    let offset = dir.path().join("clock-offset");
+    std::fs::write(&offset, seconds).unwrap();
+    let options = Options::new(&dir.path().join("edgecron.db"))
+        .env("EDGECRON_TEST_CLOCK_OFFSET_FILE", offset.to_str().unwrap());
+    (Server::start_with(options), offset)
+}
+
 /// The value of `key=value` in a log line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
