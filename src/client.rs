@@ -22,6 +22,11 @@ pub const USAGE: &str = "Usage:
 
 FIELDS: --name --schedule --command --description --timezone --max-retries
         --retry-delay (seconds) --timeout (seconds) --status enabled|disabled
+        --env KEY=VALUE (repeatable; on update it replaces the whole env)
+        --clear-env (sets no variables) --working-dir DIR
+        --overlap skip|queue|replace --catch-up none|latest|all
+        --misfire-grace (seconds) --catch-up-limit N
+        --pause-on-dead-letter true|false
 
 Options:
   --json             print the API's JSON instead of a table
@@ -30,17 +35,100 @@ Options:
   --token-file PATH  file holding the token [EDGECRON_TOKEN_FILE, or EDGECRON_TOKEN]
 ";
 
-/// Task fields settable by flag: flag, JSON field, whether it is a number.
-const FIELD_FLAGS: [(&str, &str, bool); 8] = [
-    ("--name", "name", false),
-    ("--schedule", "schedule", false),
-    ("--command", "command", false),
-    ("--description", "description", false),
-    ("--timezone", "timezone", false),
-    ("--max-retries", "max_retries", true),
-    ("--retry-delay", "retry_delay_seconds", true),
-    ("--timeout", "timeout_seconds", true),
+/// How a field flag's value becomes JSON. Only the type is checked here;
+/// whether the value is allowed is the server's to say.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    WholeNumber,
+    Boolean,
+}
+
+/// Task fields settable by flag: flag, JSON field, kind. `--env`,
+/// `--clear-env` and `--status` are read apart because they are not one
+/// plain value.
+const FIELD_FLAGS: [(&str, &str, Kind); 14] = [
+    ("--name", "name", Kind::Text),
+    ("--schedule", "schedule", Kind::Text),
+    ("--command", "command", Kind::Text),
+    ("--description", "description", Kind::Text),
+    ("--timezone", "timezone", Kind::Text),
+    ("--max-retries", "max_retries", Kind::WholeNumber),
+    ("--retry-delay", "retry_delay_seconds", Kind::WholeNumber),
+    ("--timeout", "timeout_seconds", Kind::WholeNumber),
+    ("--working-dir", "working_dir", Kind::Text),
+    ("--overlap", "overlap", Kind::Text),
+    ("--catch-up", "catch_up", Kind::Text),
+    (
+        "--misfire-grace",
+        "misfire_grace_seconds",
+        Kind::WholeNumber,
+    ),
+    ("--catch-up-limit", "catch_up_limit", Kind::WholeNumber),
+    (
+        "--pause-on-dead-letter",
+        "pause_on_dead_letter",
+        Kind::Boolean,
+    ),
 ];
+
+/// The shape of one command: its words, the arguments that must follow
+/// them, and the rest of its usage line. `USAGE` shows the same lines.
+struct Syntax {
+    name: &'static str,
+    args: &'static [&'static str],
+    rest: &'static str,
+}
+
+static COMMANDS: [Syntax; 8] = [
+    Syntax {
+        name: "task list",
+        args: &[],
+        rest: " [--status enabled|disabled]",
+    },
+    Syntax {
+        name: "task show",
+        args: &["ID"],
+        rest: "",
+    },
+    Syntax {
+        name: "task add",
+        args: &[],
+        rest: " (FIELDS | --file task.json)",
+    },
+    Syntax {
+        name: "task update",
+        args: &["ID"],
+        rest: " (FIELDS | --file task.json)",
+    },
+    Syntax {
+        name: "task rm",
+        args: &["ID"],
+        rest: "",
+    },
+    Syntax {
+        name: "task run",
+        args: &["ID"],
+        rest: "",
+    },
+    Syntax {
+        name: "runs",
+        args: &["TASK"],
+        rest: " [--limit N]",
+    },
+    Syntax {
+        name: "dead-letters",
+        args: &[],
+        rest: " [--task ID]",
+    },
+];
+
+impl Syntax {
+    fn usage(&self) -> String {
+        let args: String = self.args.iter().map(|a| format!(" {a}")).collect();
+        format!("edgecron {}{args}{} [--json]", self.name, self.rest)
+    }
+}
 
 /// Runs the client; `args` start with the command (`task`, `runs`, ...).
 /// Returns the exit code.
@@ -51,9 +139,11 @@ pub fn run(args: &[String]) -> u8 {
             0
         }
         Err(failure) => {
-            eprintln!("edgecron: {failure}");
-            if matches!(failure, Failure::Usage(_)) {
-                eprint!("\n{USAGE}");
+            match &failure {
+                // The message carries the command's own usage line.
+                Failure::Arguments { .. } => eprintln!("{failure}"),
+                Failure::Usage(_) => eprint!("edgecron: {failure}\n\n{USAGE}"),
+                _ => eprintln!("edgecron: {failure}"),
             }
             failure.exit_code()
         }
@@ -65,6 +155,11 @@ pub fn run(args: &[String]) -> u8 {
 enum Failure {
     /// The command line is wrong.
     Usage(String),
+    /// A known command lacks an argument or has one too many.
+    Arguments {
+        command: &'static str,
+        problem: String,
+    },
     /// The server answered with an error.
     Server { status: u16, message: String },
     /// No answer: connection refused, reset, or not HTTP.
@@ -74,7 +169,7 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Usage(_) => 2,
+            Failure::Usage(_) | Failure::Arguments { .. } => 2,
             Failure::Server { .. } | Failure::Connection(_) => 1,
         }
     }
@@ -85,6 +180,13 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Usage(m) | Failure::Connection(m) => f.write_str(m),
             Failure::Server { status, message } => write!(f, "{message} (HTTP {status})"),
+            Failure::Arguments { command, problem } => {
+                write!(f, "edgecron {command}: {problem}")?;
+                match COMMANDS.iter().find(|s| s.name == *command) {
+                    Some(syntax) => write!(f, " (usage: {})", syntax.usage()),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -99,6 +201,9 @@ struct Command {
     file: Option<String>,
     /// Task fields as JSON members, already encoded.
     fields: Vec<String>,
+    /// `--env KEY=VALUE`, in the order given.
+    env: Vec<(String, String)>,
+    clear_env: bool,
     /// `--status`: a task field, or the filter of `task list`.
     status: Option<String>,
     /// Query parameters (`limit`, `task_id`).
@@ -156,6 +261,10 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
             command.json = true;
             continue;
         }
+        if flag == "--clear-env" {
+            command.clear_env = true;
+            continue;
+        }
         let value = match inline {
             Some(value) => value,
             None => words
@@ -170,6 +279,7 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
             "--limit" => command.query.push(("limit", value)),
             "--task" => command.query.push(("task_id", value)),
             "--status" => command.status = Some(value),
+            "--env" => add_env(&mut command.env, &value)?,
             _ => command.fields.push(field(flag, &value)?),
         }
     }
@@ -178,22 +288,43 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
 
 /// One task field flag as a JSON member.
 fn field(flag: &str, value: &str) -> Result<String, Failure> {
-    let Some((_, name, numeric)) = FIELD_FLAGS.iter().find(|(f, _, _)| *f == flag) else {
+    let Some((_, name, kind)) = FIELD_FLAGS.iter().find(|(f, _, _)| *f == flag) else {
         return Err(Failure::Usage(format!("unknown option {flag}")));
     };
-    let encoded = if *numeric {
-        let n: i64 = value
-            .parse()
-            .map_err(|_| Failure::Usage(format!("{flag}: {value:?} is not a whole number")))?;
-        n.to_string()
-    } else {
-        json::quote(value)
+    let wrong = |expected: &str| Failure::Usage(format!("{flag}: {value:?} is not {expected}"));
+    let encoded = match kind {
+        Kind::Text => json::quote(value),
+        Kind::WholeNumber => value
+            .parse::<i64>()
+            .map_err(|_| wrong("a whole number"))?
+            .to_string(),
+        Kind::Boolean => value
+            .parse::<bool>()
+            .map_err(|_| wrong("true or false"))?
+            .to_string(),
     };
     Ok(format!("{}:{encoded}", json::quote(name)))
 }
 
+/// Adds one `--env KEY=VALUE`. The key is split off at the first `=` and
+/// otherwise left to the server to judge.
+fn add_env(env: &mut Vec<(String, String)>, entry: &str) -> Result<(), Failure> {
+    let Some((key, value)) = entry.split_once('=') else {
+        return Err(Failure::Usage(format!(
+            "--env {entry:?}: expected KEY=VALUE"
+        )));
+    };
+    // A repeated key would make a JSON object the server refuses as a whole.
+    if env.iter().any(|(k, _)| k == key) {
+        return Err(Failure::Usage(format!("--env {key:?} is given twice")));
+    }
+    env.push((key.to_string(), value.to_string()));
+    Ok(())
+}
+
 fn plan(c: &Command) -> Result<Call, Failure> {
     let words: Vec<&str> = c.words.iter().map(String::as_str).collect();
+    check_arguments(&words)?;
     let writes = matches!(words.as_slice(), ["task", "add"] | ["task", "update", _]);
     let lists = words == ["task", "list"];
     if c.status.is_some() && !writes && !lists {
@@ -201,7 +332,8 @@ fn plan(c: &Command) -> Result<Call, Failure> {
             "--status goes with `task list`, `task add` and `task update`".into(),
         ));
     }
-    if !writes && (!c.fields.is_empty() || c.file.is_some()) {
+    let fields = !c.fields.is_empty() || !c.env.is_empty() || c.clear_env;
+    if !writes && (fields || c.file.is_some()) {
         return Err(Failure::Usage(
             "task fields and --file go with `task add` and `task update`".into(),
         ));
@@ -224,11 +356,11 @@ fn plan(c: &Command) -> Result<Call, Failure> {
         }
         ["task", "show", id] => call("GET", format!("/tasks/{}", id_of(id)?), show_record),
         ["task", "add"] => Call {
-            body: Some(task_body(c)?),
+            body: Some(task_body(c, "task add")?),
             ..call("POST", "/tasks".into(), show_record)
         },
         ["task", "update", id] => Call {
-            body: Some(task_body(c)?),
+            body: Some(task_body(c, "task update")?),
             ..call("PATCH", format!("/tasks/{}", id_of(id)?), show_record)
         },
         ["task", "rm", id] => call("DELETE", format!("/tasks/{}", id_of(id)?), show_deleted),
@@ -251,6 +383,37 @@ fn plan(c: &Command) -> Result<Call, Failure> {
         }
     };
     Ok(call)
+}
+
+/// Checks that a known command has all its arguments and no more, so that
+/// `edgecron runs` names the missing TASK instead of an unknown command.
+/// Unknown commands pass; `plan` refuses them.
+fn check_arguments(words: &[&str]) -> Result<(), Failure> {
+    if words == ["task"] {
+        return Err(Failure::Arguments {
+            command: "task",
+            problem: "missing COMMAND (list, show, add, update, rm or run)".into(),
+        });
+    }
+    let matched = COMMANDS.iter().find_map(|syntax| {
+        let length = syntax.name.split(' ').count();
+        let named = words.len() >= length && words[..length].join(" ") == syntax.name;
+        named.then(|| (syntax, &words[length..]))
+    });
+    let Some((syntax, given)) = matched else {
+        return Ok(());
+    };
+    let problem = match given.len().cmp(&syntax.args.len()) {
+        std::cmp::Ordering::Less => format!("missing {}", syntax.args[given.len()]),
+        std::cmp::Ordering::Greater => {
+            format!("unexpected argument {:?}", given[syntax.args.len()])
+        }
+        std::cmp::Ordering::Equal => return Ok(()),
+    };
+    Err(Failure::Arguments {
+        command: syntax.name,
+        problem,
+    })
 }
 
 /// The query string: the options given, after `defaults` they override.
@@ -282,22 +445,40 @@ fn id_of(text: &str) -> Result<u64, Failure> {
         .map_err(|_| Failure::Usage(format!("{text:?} is not an id (a positive number)")))
 }
 
-fn task_body(c: &Command) -> Result<String, Failure> {
-    let mut fields = c.fields.clone();
-    if let Some(status) = &c.status {
-        fields.push(format!("\"status\":{}", json::quote(status)));
-    }
+fn task_body(c: &Command, command: &'static str) -> Result<String, Failure> {
+    let fields = task_fields(c)?;
     match (&c.file, fields.is_empty()) {
         (Some(_), false) => Err(Failure::Usage(
             "give task fields as flags or --file, not both".into(),
         )),
         (Some(path), true) => std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("cannot read {path}: {e}"))),
-        (None, true) => Err(Failure::Usage(
-            "give task fields (--name, --schedule, --command, ...) or --file".into(),
-        )),
+        (None, true) => Err(Failure::Arguments {
+            command,
+            problem: "missing FIELDS or --file".into(),
+        }),
         (None, false) => Ok(format!("{{{}}}", fields.join(","))),
     }
+}
+
+/// Every task field given by flag, as JSON members.
+fn task_fields(c: &Command) -> Result<Vec<String>, Failure> {
+    let mut fields = c.fields.clone();
+    if let Some(status) = &c.status {
+        fields.push(format!("\"status\":{}", json::quote(status)));
+    }
+    if c.clear_env && !c.env.is_empty() {
+        return Err(Failure::Usage("give --env or --clear-env, not both".into()));
+    }
+    if c.clear_env || !c.env.is_empty() {
+        let entries: Vec<String> = c
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}:{}", json::quote(k), json::quote(v)))
+            .collect();
+        fields.push(format!("\"env\":{{{}}}", entries.join(",")));
+    }
+    Ok(fields)
 }
 
 /// `host:port` from `http://host:port[/]` or `host:port`.
@@ -476,16 +657,32 @@ fn show_dead_letters(value: &Value) -> String {
     )
 }
 
-/// One object as `field  value` lines.
+/// One object as `field  value` lines; every field the API sent is shown.
 fn show_record(value: &Value) -> String {
     let Value::Object(fields) = value else {
         return String::new();
     };
-    let rows: Vec<Vec<String>> = fields
-        .iter()
-        .map(|(k, v)| vec![k.clone(), text_of(Some(v))])
-        .collect();
+    let mut rows = Vec::new();
+    for (key, value) in fields {
+        for (i, line) in lines_of(value).into_iter().enumerate() {
+            let label = if i == 0 { key.clone() } else { String::new() };
+            rows.push(vec![label, line]);
+        }
+    }
     table(&rows)
+}
+
+/// A field's value as lines: an object (a task's `env`) as one `KEY=value`
+/// line per entry, `-` when it is empty; anything else as one cell.
+fn lines_of(value: &Value) -> Vec<String> {
+    match value {
+        Value::Object(entries) if entries.is_empty() => vec!["-".into()],
+        Value::Object(entries) => entries
+            .iter()
+            .map(|(k, v)| format!("{k}={}", text_of(Some(v))))
+            .collect(),
+        other => vec![text_of(Some(other))],
+    }
 }
 
 fn show_deleted(value: &Value) -> String {
@@ -512,12 +709,130 @@ mod tests {
     fn field_flags_become_a_json_object() {
         let c = parse(&words("task add --name n --max-retries=2 --timeout 9")).unwrap();
         assert_eq!(
-            task_body(&c).unwrap(),
+            task_body(&c, "task add").unwrap(),
             r#"{"name":"n","max_retries":2,"timeout_seconds":9}"#
         );
         let err = parse(&words("task add --max-retries two")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"--max-retries: "two" is not a whole number"#
+        );
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--max-retries"));
+    }
+
+    #[test]
+    fn policy_flags_become_json_of_their_type() {
+        let c = parse(&words(
+            "task update 1 --env A=1 --env B=x=y --working-dir /tmp --overlap queue \
+             --catch-up all --misfire-grace 60 --catch-up-limit=3 --pause-on-dead-letter true",
+        ))
+        .unwrap();
+        let body = task_body(&c, "task update").unwrap();
+        assert_eq!(
+            body,
+            r#"{"working_dir":"/tmp","overlap":"queue","catch_up":"all","misfire_grace_seconds":60,"catch_up_limit":3,"pause_on_dead_letter":true,"env":{"A":"1","B":"x=y"}}"#
+        );
+        assert!(json::parse(&body).is_ok());
+
+        // The server judges values; the client only their JSON type.
+        let c = parse(&words("task add --overlap sometimes")).unwrap();
+        assert_eq!(
+            task_body(&c, "task add").unwrap(),
+            r#"{"overlap":"sometimes"}"#
+        );
+        for line in [
+            "task add --pause-on-dead-letter yes",
+            "task add --env NOEQUALS",
+            "task add --env A=1 --env A=2",
+        ] {
+            assert_eq!(parse(&words(line)).unwrap_err().exit_code(), 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn env_values_are_quoted_by_the_json_helper() {
+        let mut c = parse(&words("task update 1")).unwrap();
+        add_env(&mut c.env, "Q=say \"hi\"\\\n").unwrap();
+        let body = task_body(&c, "task update").unwrap();
+        let value = json::parse(&body).unwrap();
+        let Some(Value::Object(env)) = get(&value, "env") else {
+            panic!("{body}")
+        };
+        assert_eq!(env[0], ("Q".into(), Value::Str("say \"hi\"\\\n".into())));
+    }
+
+    #[test]
+    fn clear_env_sends_an_empty_object_and_excludes_env() {
+        let c = parse(&words("task update 1 --clear-env")).unwrap();
+        assert_eq!(task_body(&c, "task update").unwrap(), r#"{"env":{}}"#);
+        let c = parse(&words("task update 1 --clear-env --env A=1")).unwrap();
+        assert_eq!(task_body(&c, "task update").unwrap_err().exit_code(), 2);
+        let c = parse(&words("task show 1 --clear-env")).unwrap();
+        assert!(plan(&c).is_err());
+    }
+
+    #[test]
+    fn missing_arguments_name_the_argument_and_the_usage_line() {
+        let message = |line: &str| {
+            let c = parse(&words(line)).unwrap();
+            let err = plan(&c).err().expect(line);
+            assert_eq!(err.exit_code(), 2, "{line}");
+            err.to_string()
+        };
+        assert_eq!(
+            message("runs"),
+            "edgecron runs: missing TASK (usage: edgecron runs TASK [--limit N] [--json])"
+        );
+        assert_eq!(
+            message("runs --limit 5 --json"),
+            "edgecron runs: missing TASK (usage: edgecron runs TASK [--limit N] [--json])"
+        );
+        for command in ["task show", "task rm", "task run", "task update"] {
+            assert!(
+                message(command).starts_with(&format!("edgecron {command}: missing ID (usage: ")),
+                "{command}"
+            );
+        }
+        assert_eq!(
+            message("task update --name x"),
+            "edgecron task update: missing ID \
+             (usage: edgecron task update ID (FIELDS | --file task.json) [--json])"
+        );
+        assert_eq!(
+            message("task add"),
+            "edgecron task add: missing FIELDS or --file \
+             (usage: edgecron task add (FIELDS | --file task.json) [--json])"
+        );
+        assert!(message("task").starts_with("edgecron task: missing COMMAND"));
+        assert_eq!(
+            message("task show 1 2"),
+            "edgecron task show: unexpected argument \"2\" (usage: edgecron task show ID [--json])"
+        );
+        assert!(message("dead-letters 3").contains("unexpected argument \"3\""));
+    }
+
+    #[test]
+    fn usage_shows_every_command_line() {
+        for syntax in &COMMANDS {
+            let line = syntax.usage().replace(" [--json]", "");
+            assert!(USAGE.contains(&format!("  {line}\n")), "{line}");
+        }
+    }
+
+    #[test]
+    fn records_show_env_as_key_value_lines_and_null_as_dash() {
+        let task = json::parse(
+            r#"{"id":1,"env":{"A":"1","B":"two words"},"working_dir":null,"overlap":"queue"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            show_record(&task),
+            "id           1\nenv          A=1\n             B=two words\n\
+             working_dir  -\noverlap      queue\n"
+        );
+        let empty = json::parse(r#"{"env":{}}"#).unwrap();
+        assert_eq!(show_record(&empty), "env  -\n");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub poll_changes_total: u64,
     pub http_requests_total: u64,
     pub http_errors_total: u64,
+    pub loop_panics_total: u64,
     duration_buckets: [u64; DURATION_BUCKETS.len()],
     duration_count: u64,
     duration_sum: f64,
@@ -80,7 +81,7 @@ impl Metrics {
     /// Renders the Prometheus text format (version 0.0.4).
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "task_executions_success_total",
                 "Runs that exited 0.",
@@ -140,6 +141,11 @@ impl Metrics {
                 "edgecron_http_errors_total",
                 "HTTP requests answered with a 4xx or 5xx status.",
                 self.http_errors_total,
+            ),
+            (
+                "edgecron_loop_panics_total",
+                "Bugs caught in the scheduling loop (the schedule was reloaded).",
+                self.loop_panics_total,
             ),
         ];
         for (name, help, value) in counters {

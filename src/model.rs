@@ -29,6 +29,9 @@ pub struct Task {
     /// Bumped by a database trigger on every user-visible change, whoever
     /// made it; the poller reads rows whose revision it has not seen.
     pub revision: i64,
+    /// Set when the stored row holds a value of the wrong type or a broken
+    /// `env` (an edit made by hand); such a task is not scheduled.
+    pub problem: Option<String>,
 }
 
 /// The fields a client sets; the store assigns the rest.
@@ -283,13 +286,16 @@ pub fn encode_env(env: &[(String, String)]) -> String {
         .join("\n")
 }
 
-/// Reads `encode_env`'s form; blank lines and lines without `=` (a bad
-/// hand edit) are ignored.
-pub fn decode_env(text: &str) -> Vec<(String, String)> {
+/// Reads `encode_env`'s form. Blank lines are skipped; a line without
+/// `KEY=` (a bad hand edit) is an error naming the line.
+pub fn decode_env(text: &str) -> Result<Vec<(String, String)>, String> {
     text.lines()
-        .filter_map(|line| line.split_once('='))
-        .filter(|(k, _)| !k.trim().is_empty())
-        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!("line {} is not KEY=value", n + 1)),
+        })
         .collect()
 }
 
@@ -330,12 +336,13 @@ mod tests {
             ("B_2".to_string(), "x=y z".to_string()),
         ];
         assert_eq!(encode_env(&env), "A=1\nB_2=x=y z");
-        assert_eq!(decode_env(&encode_env(&env)), env);
-        assert_eq!(decode_env(""), vec![]);
+        assert_eq!(decode_env(&encode_env(&env)), Ok(env));
+        assert_eq!(decode_env(""), Ok(vec![]));
         assert_eq!(
-            decode_env("junk\n=1\nK=v"),
-            vec![("K".to_string(), "v".to_string())]
+            decode_env("K=v\n\njunk"),
+            Err("line 3 is not KEY=value".to_string())
         );
+        assert_eq!(decode_env("=1").unwrap_err(), "line 1 is not KEY=value");
     }
 
     #[test]

@@ -156,3 +156,133 @@ fn a_refused_connection_names_the_address_tried() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+#[test]
+fn policy_flags_reach_the_task_and_show_as_key_value_lines() {
+    let dir = TempDir::new("cli-policy");
+    let server = Server::start_with(Options::new(&dir.path().join("edgecron.db")).token(TOKEN));
+    stdout(&client(
+        &server,
+        &dir,
+        &[
+            "task",
+            "add",
+            "--name",
+            "sync",
+            "--schedule",
+            "0 3 * * *",
+            "--command",
+            "true",
+            "--env",
+            "A=1",
+            "--env",
+            "B=two",
+            "--overlap",
+            "queue",
+            "--catch-up-limit=4",
+        ],
+    ));
+
+    // Every field, env one `KEY=value` a line, null as `-`.
+    let shown = stdout(&client(&server, &dir, &["task", "show", "1"]));
+    let lines: Vec<&str> = shown.lines().collect();
+    let env = lines
+        .iter()
+        .position(|l| l.starts_with("env "))
+        .expect(&shown);
+    assert!(lines[env].ends_with("  A=1"), "{shown}");
+    assert_eq!(lines[env + 1].trim(), "B=two", "{shown}");
+    assert!(lines[env + 1].starts_with("     "), "{shown}");
+    for (field, value) in [
+        ("overlap", "queue"),
+        ("working_dir", "-"),
+        ("catch_up", "latest"),
+        ("misfire_grace_seconds", "-"),
+        ("catch_up_limit", "4"),
+        ("pause_on_dead_letter", "false"),
+    ] {
+        let line = lines.iter().find(|l| l.starts_with(field)).expect(field);
+        assert!(line.ends_with(&format!("  {value}")), "{line}");
+    }
+    assert!(!shown.contains("an object"), "{shown}");
+
+    // --json gives the API's JSON, which goes back in with --file unchanged.
+    let json = stdout(&client(&server, &dir, &["task", "show", "1", "--json"]));
+    let task = edgecron::api::json::parse(&json).unwrap();
+    let env_of = |task: &Value| task.get("env").cloned();
+    let expected = Value::Object(vec![
+        ("A".into(), Value::Str("1".into())),
+        ("B".into(), Value::Str("two".into())),
+    ]);
+    assert_eq!(env_of(&task), Some(expected.clone()), "{json}");
+    assert_eq!(task.str_of("overlap"), "queue");
+    let file = dir.path().join("task.json");
+    std::fs::write(&file, &json).unwrap();
+    let file = file.to_str().unwrap();
+    let again = stdout(&client(
+        &server,
+        &dir,
+        &["task", "update", "1", "--file", file, "--json"],
+    ));
+    let again = edgecron::api::json::parse(&again).unwrap();
+    assert_eq!(env_of(&again), Some(expected));
+    assert_eq!(again.str_of("overlap"), "queue");
+
+    // On update --env replaces the whole env and --clear-env empties it.
+    let json = stdout(&client(
+        &server,
+        &dir,
+        &["task", "update", "1", "--env", "C=3", "--json"],
+    ));
+    let task = edgecron::api::json::parse(&json).unwrap();
+    let only_c = Value::Object(vec![("C".into(), Value::Str("3".into()))]);
+    assert_eq!(env_of(&task), Some(only_c), "{json}");
+    let shown = stdout(&client(
+        &server,
+        &dir,
+        &["task", "update", "1", "--clear-env"],
+    ));
+    let env = shown.lines().find(|l| l.starts_with("env ")).expect(&shown);
+    assert_eq!(env.split_whitespace().collect::<Vec<_>>(), ["env", "-"]);
+
+    // The server judges values and names the field.
+    let refused = client(
+        &server,
+        &dir,
+        &["task", "update", "1", "--overlap", "sometimes"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("overlap") && stderr.contains("(HTTP 400)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_argument_is_named_with_the_command_usage() {
+    for (args, message) in [
+        (
+            &["runs"][..],
+            "edgecron runs: missing TASK (usage: edgecron runs TASK [--limit N] [--json])",
+        ),
+        (
+            &["task", "show", "--json"][..],
+            "edgecron task show: missing ID (usage: edgecron task show ID [--json])",
+        ),
+        (
+            &["task", "rm"][..],
+            "edgecron task rm: missing ID (usage: edgecron task rm ID [--json])",
+        ),
+    ] {
+        // The command line is checked before any connection is tried.
+        let output = Command::new(binary())
+            .args(args)
+            .env("EDGECRON_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end(), message, "{args:?}");
+    }
+}

@@ -12,7 +12,6 @@
 //! device that was off for a month neither floods nor writes a row per lost
 //! minute. Pure: the clock is passed in.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -23,6 +22,9 @@ use crate::model::CatchUp;
 /// Missed occurrences are counted one by one up to this many; beyond it the
 /// count is a lower bound (the summary says so).
 const COUNT_CAP: u64 = 10_000;
+
+/// Catch-up `all` runs at most this many occurrences, whatever a row says.
+const MAX_RUN: usize = 1000;
 
 /// Lateness that still counts as on time (a busy loop, a slow disk).
 const ON_TIME: SignedDuration = SignedDuration::from_secs(60);
@@ -60,7 +62,7 @@ impl Missed {
             ""
         };
         format!(
-            "missed={at_least}{} first={} last={} reason=\"service down or clock jumped\"",
+            "missed={at_least}{} first={} last={} reason=\"late: service down, clock jumped or loop held up\"",
             self.count, self.first, self.last
         )
     }
@@ -89,7 +91,7 @@ pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, rule: Rule) -> 
         schedule.next_after(latest)
     };
 
-    let oldest_in_grace = now - grace;
+    let oldest_in_grace = now.checked_sub(grace).unwrap_or(Timestamp::MIN);
     let run: Vec<Timestamp> = match rule.catch_up {
         CatchUp::None => Vec::new(),
         CatchUp::Latest if latest >= oldest_in_grace => vec![latest],
@@ -121,25 +123,30 @@ pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, rule: Rule) -> 
     Plan { run, missed, next }
 }
 
-/// The last `limit` occurrences in `[from, to]`, oldest first.
+/// The last `limit` occurrences in `[from, to]` (`to` being one), oldest
+/// first. Walks back from `to`, so a long window costs `limit` searches,
+/// not one step per occurrence in it.
 fn recent(schedule: &Schedule, from: Timestamp, to: Timestamp, limit: usize) -> Vec<Timestamp> {
-    let mut kept = VecDeque::with_capacity(limit);
-    let mut at = from - SignedDuration::from_nanos(1);
-    let mut steps = 0;
-    while let Some(t) = schedule.next_after(at).filter(|t| *t <= to) {
-        if kept.len() == limit {
-            kept.pop_front();
-        }
-        kept.push_back(t);
-        at = t;
-        steps += 1;
-        // A per-second schedule over a day of grace is 86,400 steps; stop
-        // well beyond that rather than loop without bound.
-        if steps >= 100 * COUNT_CAP {
-            break;
+    let mut kept = vec![to];
+    while kept.len() < limit.min(MAX_RUN) {
+        let last = kept[kept.len() - 1];
+        match previous(schedule, last, from) {
+            Some(earlier) => kept.push(earlier),
+            None => break,
         }
     }
-    kept.into()
+    kept.reverse();
+    kept
+}
+
+/// The latest occurrence strictly before `before` and at or after `floor`.
+fn previous(schedule: &Schedule, before: Timestamp, floor: Timestamp) -> Option<Timestamp> {
+    let limit = before - SignedDuration::from_nanos(1);
+    let first = schedule.next_after(floor - SignedDuration::from_nanos(1))?;
+    if first > limit {
+        return None;
+    }
+    Some(latest_at_or_before(schedule, limit, first))
 }
 
 /// The latest occurrence at or before `now`, searching windows that double
@@ -149,7 +156,10 @@ fn latest_at_or_before(schedule: &Schedule, now: Timestamp, floor: Timestamp) ->
     let just_before_floor = floor - SignedDuration::from_secs(1);
     let mut window = SignedDuration::from_secs(60);
     loop {
-        let from = (now - window).max(just_before_floor);
+        let from = now
+            .checked_sub(window)
+            .unwrap_or(Timestamp::MIN)
+            .max(just_before_floor);
         if let Some(first) = schedule.next_after(from).filter(|t| *t <= now) {
             let mut latest = first;
             while let Some(t) = schedule.next_after(latest).filter(|t| *t <= now) {
@@ -317,5 +327,32 @@ mod tests {
             );
             assert_eq!(p.run, vec![ts("2025-01-01T00:05:00Z")], "{catch_up:?}");
         }
+    }
+
+    #[test]
+    fn catch_up_all_after_a_year_runs_the_most_recent_within_the_limit() {
+        let every_second = Schedule::parse("* * * * * *", "UTC").unwrap();
+        let year = Duration::from_secs(366 * 86_400);
+        let p = plan(
+            &every_second,
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-12-31T00:00:00.5Z"),
+            rule(CatchUp::All, year, 1000),
+        );
+        assert_eq!(p.run.len(), 1000);
+        assert_eq!(p.run.last(), Some(&ts("2025-12-31T00:00:00Z")));
+        assert_eq!(p.run.first(), Some(&ts("2025-12-30T23:43:21Z")));
+        assert_eq!(p.missed.unwrap().last, ts("2025-12-30T23:43:20Z"));
+    }
+
+    #[test]
+    fn absurd_hand_edited_limits_do_not_overflow() {
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-01-01T00:10:30Z"),
+            rule(CatchUp::All, Duration::MAX, usize::MAX),
+        );
+        assert_eq!(p.run.len(), 11);
     }
 }

@@ -170,6 +170,10 @@ impl Scheduler {
         if self.running.contains_key(&id) {
             return Err(ApiError::Conflict(format!("task {id} is already running")));
         }
+        let task = self.task(id)?;
+        if let Some(why) = self.unschedulable_because(&task) {
+            return Err(ApiError::Conflict(format!("task {id} cannot run: {why}")));
+        }
         let now = crate::clock::now();
         let start = RunStart {
             task_id: id,
@@ -380,7 +384,32 @@ impl TaskPatch {
 
 /// Checks every value of `spec`; returns the parsed schedule.
 fn validate(spec: &TaskSpec, max_env_entries: usize) -> Result<Schedule> {
+    validate_fields(spec, max_env_entries)?;
+    Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
+        let text = err.to_string();
+        // Zone errors already name their field; others belong to `schedule`.
+        if text.starts_with("timezone") {
+            ApiError::Invalid(text)
+        } else {
+            ApiError::Invalid(format!("schedule: {text}"))
+        }
+    })
+}
+
+/// Checks every value but the schedule; also applied to rows read from
+/// the database, which may have been edited by hand.
+pub(super) fn validate_fields(spec: &TaskSpec, max_env_entries: usize) -> Result<()> {
     let invalid = |msg: String| Err(ApiError::Invalid(msg));
+    for (field, text) in [
+        ("name", &spec.name),
+        ("description", &spec.description),
+        ("schedule", &spec.schedule),
+        ("timezone", &spec.timezone),
+    ] {
+        if text.contains('\0') {
+            return invalid(format!("{field}: contains a NUL character"));
+        }
+    }
     if spec.name.trim().is_empty() {
         return invalid("name: must not be empty".into());
     }
@@ -414,16 +443,7 @@ fn validate(spec: &TaskSpec, max_env_entries: usize) -> Result<Schedule> {
         1,
         MAX_TIMEOUT_SECONDS,
     )?;
-    validate_policy(&spec.policy, max_env_entries)?;
-    Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
-        let text = err.to_string();
-        // Zone errors already name their field; others belong to `schedule`.
-        if text.starts_with("timezone") {
-            ApiError::Invalid(text)
-        } else {
-            ApiError::Invalid(format!("schedule: {text}"))
-        }
-    })
+    validate_policy(&spec.policy, max_env_entries)
 }
 
 fn validate_policy(policy: &Policy, max_env_entries: usize) -> Result<()> {
@@ -486,7 +506,7 @@ fn next_for(spec: &TaskSpec, schedule: &Schedule, now: Timestamp) -> Option<Time
     }
 }
 
-fn spec_of(task: &Task) -> TaskSpec {
+pub(super) fn spec_of(task: &Task) -> TaskSpec {
     TaskSpec {
         name: task.name.clone(),
         description: task.description.clone(),

@@ -208,22 +208,20 @@ impl Scheduler {
             let event = self
                 .next_event(sleep, &api, api_open, signals.as_mut())
                 .await;
-            match event {
-                Event::Tick => {}
-                Event::Api(call) => self.answer(call),
-                Event::Done(done) => self.on_run_done(*done),
-                Event::ApiClosed => api_open = false,
-                Event::Signal => break,
+            if matches!(event, Event::Signal) {
+                break;
             }
-            self.check_clock();
-            self.fire_due();
-            if Instant::now() >= next_poll {
-                self.poll();
-                next_poll = Instant::now() + self.config.poll_interval;
+            if matches!(event, Event::ApiClosed) {
+                api_open = false;
             }
-            if Instant::now() >= next_maintenance {
-                self.maintain();
-                next_maintenance = Instant::now() + MAINTENANCE_EVERY;
+            // A bug in one turn must not end the service: the panic is
+            // logged and counted, and the schedule is rebuilt from the
+            // database in case the turn left it half changed.
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.turn(event, &mut next_poll, &mut next_maintenance);
+            }));
+            if let Err(panic) = turn {
+                self.recover_from_panic(panic.as_ref());
             }
             if let Some(every) = watchdog
                 && Instant::now() >= next_watchdog
@@ -233,6 +231,41 @@ impl Scheduler {
             }
         }
         self.shutdown(signals.as_mut()).await;
+    }
+
+    /// One turn of the loop after an event: handle it, then the clock, the
+    /// due timers, and the poller and maintenance when their time comes.
+    fn turn(&mut self, event: Event, next_poll: &mut Instant, next_maintenance: &mut Instant) {
+        match event {
+            Event::Api(call) => self.answer(call),
+            Event::Done(done) => self.on_run_done(*done),
+            Event::Tick | Event::ApiClosed | Event::Signal => {}
+        }
+        self.check_clock();
+        self.fire_due();
+        if Instant::now() >= *next_poll {
+            self.poll();
+            *next_poll = Instant::now() + self.config.poll_interval;
+        }
+        if Instant::now() >= *next_maintenance {
+            self.maintain();
+            *next_maintenance = Instant::now() + MAINTENANCE_EVERY;
+        }
+    }
+
+    fn recover_from_panic(&mut self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        self.metrics.loop_panics_total += 1;
+        log::error!("event=loop_panic panic={what:?} action=\"schedule reloaded\"");
+        self.heap.clear();
+        let reloaded = self.load_tasks().and_then(|()| self.load_pending_retries());
+        if let Err(err) = reloaded {
+            self.db_error("reload_after_panic", &err);
+        }
     }
 
     async fn next_event(
@@ -407,12 +440,13 @@ impl Scheduler {
         let old = self.tasks.remove(&task.id);
         let generation = old.as_ref().map_or(0, |e| e.generation + 1);
         let backlog = old.map(|e| e.backlog).unwrap_or_default();
-        let schedule = self.schedules.get(&task.schedule, &task.timezone);
-        if schedule.is_none() {
-            let err = Schedule::parse(&task.schedule, &task.timezone).err();
-            let err = err.map(|e| e.to_string()).unwrap_or_default();
-            log::error!("event=task_unschedulable task={} error=\"{err}\"", task.id);
-        }
+        let schedule = match self.unschedulable_because(&task) {
+            None => self.schedules.get(&task.schedule, &task.timezone),
+            Some(why) => {
+                log::error!("event=task_unschedulable task={} error={why:?}", task.id);
+                None
+            }
+        };
 
         // A disabled or unparseable task has no next occurrence.
         let next = match (&schedule, task.status) {
@@ -449,6 +483,24 @@ impl Scheduler {
             backlog,
         };
         self.tasks.insert(entry.task.id, entry);
+    }
+
+    /// Why a stored task cannot be scheduled: a value of the wrong type,
+    /// out of range or unparseable, as a hand edit can leave it. Such a
+    /// task stays listed but never fires until the row is fixed.
+    fn unschedulable_because(&mut self, task: &Task) -> Option<String> {
+        if let Some(problem) = &task.problem {
+            return Some(problem.clone());
+        }
+        let spec = commands::spec_of(task);
+        if let Err(err) = commands::validate_fields(&spec, self.config.max_env_entries) {
+            return Some(err.to_string());
+        }
+        if self.schedules.get(&task.schedule, &task.timezone).is_none() {
+            let err = Schedule::parse(&task.schedule, &task.timezone).err();
+            return Some(err.map(|e| e.to_string()).unwrap_or_default());
+        }
+        None
     }
 
     fn push(&mut self, due: Due) {

@@ -483,9 +483,20 @@ impl Scheduler {
                 self.db_healthy = true;
                 self.apply_follow_up(pending.task_id, pending.run_id, &pending.follow_up);
             }
-            Err(err) => {
+            Err(err) if err.is_transient() => {
                 self.db_error("finish_run", &err);
                 self.unwritten.push(pending);
+            }
+            // Not worth another try (the run's row was deleted by hand, say):
+            // logged once and dropped, rather than retried forever.
+            Err(err) => {
+                self.db_error("finish_run", &err);
+                log::error!(
+                    "event=run_end_lost task={} run={} status={}",
+                    pending.task_id,
+                    pending.run_id,
+                    pending.end.status.as_str()
+                );
             }
         }
     }
@@ -568,8 +579,14 @@ pub(super) fn follow_up_for(
     }
     // A retry of a dead letter (attempt beyond the budget) is one more try.
     if run.attempt <= task.max_retries {
-        let delay = SignedDuration::from_secs(task.retry_delay_seconds.max(0));
-        RunFollowUp::RetryAt(now + delay)
+        // Clamped: a hand-edited row may hold any number.
+        let delay = task
+            .retry_delay_seconds
+            .clamp(0, super::commands::MAX_DELAY_SECONDS);
+        let at = now
+            .checked_add(SignedDuration::from_secs(delay))
+            .unwrap_or(Timestamp::MAX);
+        RunFollowUp::RetryAt(at)
     } else {
         RunFollowUp::DeadLetter {
             pause_task: task.pause_on_dead_letter,

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::model::{
@@ -20,8 +21,10 @@ use crate::model::{
 };
 
 /// How long a statement waits for another connection's lock (for example an
-/// operator's `sqlite3` shell) before it reports busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// operator's `sqlite3` shell) before it reports busy. Short, because the
+/// scheduling loop waits with it: a failed write is retried at a later
+/// turn, while a long wait would hold up every task and `/health`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A failed database operation.
 #[derive(Debug)]
@@ -768,36 +771,119 @@ fn required_instant(row: &Row, index: usize) -> rusqlite::Result<Timestamp> {
     instant(row, index).map(|ts| ts.unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
+/// Reads a task row without trusting its types: a row edited by hand may
+/// hold text where a number belongs. Such a value reads as a default and
+/// is named in `Task::problem`, so one bad row neither fails every query
+/// that reads tasks nor gets scheduled.
 fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
-    let status: String = row.get(9)?;
-    Ok(Task {
+    let mut r = Lenient {
+        row,
+        problems: Vec::new(),
+    };
+    let status = r.text(9, "status");
+    let overlap = r.text(19, "overlap");
+    let catch_up = r.text(20, "catch_up");
+    let env_text = r.text(17, "env");
+    let mut task = Task {
         id: row.get(0)?,
-        name: row.get(1)?,
-        description: row.get(2)?,
-        schedule: row.get(3)?,
-        command: row.get(4)?,
-        timezone: row.get(5)?,
-        max_retries: row.get(6)?,
-        retry_delay_seconds: row.get(7)?,
-        timeout_seconds: row.get(8)?,
-        // The CHECK constraint keeps other values out.
-        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Disabled),
-        pause_on_dead_letter: row.get(10)?,
+        name: r.text(1, "name"),
+        description: r.text(2, "description"),
+        schedule: r.text(3, "schedule"),
+        command: r.text(4, "command"),
+        timezone: r.text(5, "timezone"),
+        max_retries: r.int(6, "max_retries"),
+        retry_delay_seconds: r.int(7, "retry_delay_seconds"),
+        timeout_seconds: r.int(8, "timeout_seconds"),
+        status: r
+            .parsed(&status, "status", TaskStatus::parse)
+            .unwrap_or(TaskStatus::Disabled),
+        pause_on_dead_letter: r.int(10, "pause_on_dead_letter") != 0,
         next_run_at: instant(row, 11)?,
         last_run_at: instant(row, 12)?,
-        last_status: row.get(13)?,
+        last_status: r.optional_text(13, "last_status"),
         created_at: required_instant(row, 14)?,
         updated_at: required_instant(row, 15)?,
         revision: row.get(16)?,
         policy: Policy {
-            env: decode_env(&row.get::<_, String>(17)?),
-            working_dir: row.get(18)?,
-            overlap: Overlap::parse(&row.get::<_, String>(19)?).unwrap_or(Overlap::Skip),
-            catch_up: CatchUp::parse(&row.get::<_, String>(20)?).unwrap_or(CatchUp::Latest),
-            misfire_grace_seconds: row.get(21)?,
-            catch_up_limit: row.get(22)?,
+            env: Vec::new(),
+            working_dir: r.optional_text(18, "working_dir"),
+            overlap: r
+                .parsed(&overlap, "overlap", Overlap::parse)
+                .unwrap_or(Overlap::Skip),
+            catch_up: r
+                .parsed(&catch_up, "catch_up", CatchUp::parse)
+                .unwrap_or(CatchUp::Latest),
+            misfire_grace_seconds: r.optional_int(21, "misfire_grace_seconds"),
+            catch_up_limit: r.int(22, "catch_up_limit"),
         },
-    })
+        problem: None,
+    };
+    match decode_env(&env_text) {
+        Ok(env) => task.policy.env = env,
+        Err(err) => r.problems.push(format!("env: {err}")),
+    }
+    task.problem = (!r.problems.is_empty()).then(|| r.problems.join("; "));
+    Ok(task)
+}
+
+/// Typed reads that note a wrong type instead of failing.
+struct Lenient<'r, 's> {
+    row: &'r Row<'s>,
+    problems: Vec<String>,
+}
+
+impl Lenient<'_, '_> {
+    fn value(&mut self, index: usize) -> ValueRef<'_> {
+        self.row.get_ref(index).unwrap_or(ValueRef::Null)
+    }
+
+    fn wrong(&mut self, name: &str, expected: &str) {
+        self.problems
+            .push(format!("{name}: stored value is not {expected}"));
+    }
+
+    fn int(&mut self, index: usize, name: &str) -> i64 {
+        self.optional_int(index, name).unwrap_or_else(|| {
+            self.wrong(name, "a whole number");
+            0
+        })
+    }
+
+    fn optional_int(&mut self, index: usize, name: &str) -> Option<i64> {
+        match self.value(index) {
+            ValueRef::Integer(n) => Some(n),
+            ValueRef::Null => None,
+            _ => {
+                self.wrong(name, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, index: usize, name: &str) -> String {
+        self.optional_text(index, name).unwrap_or_default()
+    }
+
+    fn optional_text(&mut self, index: usize, name: &str) -> Option<String> {
+        match self.value(index) {
+            ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Null => None,
+            _ => {
+                self.wrong(name, "text");
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(&mut self, text: &str, name: &str, parse: fn(&str) -> Option<T>) -> Option<T> {
+        let value = parse(text);
+        if value.is_none() {
+            self.problems.push(format!(
+                "{name}: stored value {text:?} is not one of its choices"
+            ));
+        }
+        value
+    }
 }
 
 fn run_from_row(row: &Row) -> rusqlite::Result<Run> {
