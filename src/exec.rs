@@ -35,6 +35,8 @@ pub struct RunSpec {
     pub kill_grace: Duration,
     /// Extra environment for the command, on top of the service's.
     pub env: Vec<(String, String)>,
+    /// Where the command starts; the service's own directory when None.
+    pub working_dir: Option<String>,
 }
 
 /// How a run ended.
@@ -53,25 +55,84 @@ pub struct Outcome {
 pub enum StopReason {
     /// The service is shutting down: TERM, then KILL after the grace.
     Shutdown { grace: Duration },
+    /// A newer occurrence replaces this run: TERM, then KILL after the grace.
+    Replace { grace: Duration },
     /// Kill now (a second shutdown signal).
     Kill,
+}
+
+/// A started command: the child, the read end of its output pipe, and
+/// what identifies its process group after a crash of the service.
+pub struct Process {
+    child: async_process::Child,
+    reader: Async<io::PipeReader>,
+    started: Instant,
+}
+
+impl Process {
+    /// The process group id (the shell's pid).
+    pub fn pgid(&self) -> i32 {
+        self.child.id() as i32
+    }
 }
 
 /// Runs `spec` to its end. `stop` resolving asks for an early stop (TERM,
 /// then KILL after a grace period); the outcome is then `interrupted`.
 pub async fn execute(spec: RunSpec, stop: async_channel::Receiver<StopReason>) -> Outcome {
+    match start(&spec) {
+        Ok(process) => supervise(process, &spec, stop).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Starts the command; a command that cannot start is already an outcome.
+pub fn start(spec: &RunSpec) -> Result<Process, Outcome> {
     let started = Instant::now();
-    match spawn(&spec) {
-        Ok((child, reader)) => supervise(child, reader, &spec, stop, started).await,
-        Err(err) => Outcome {
+    match spawn(spec) {
+        Ok((child, reader)) => Ok(Process {
+            child,
+            reader,
+            started,
+        }),
+        Err(err) => Err(Outcome {
             status: RunStatus::Failed,
             exit_code: None,
             output: String::new(),
             output_dropped_bytes: 0,
-            error: Some(format!("could not start /bin/sh: {err}")),
+            error: Some(match &spec.working_dir {
+                Some(dir) => format!("could not start the command in working_dir {dir}: {err}"),
+                None => format!("could not start /bin/sh: {err}"),
+            }),
             duration: started.elapsed(),
-        },
+        }),
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`); with the pid it names a process across pid reuse.
+pub fn start_ticks(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills what is left of a run's process group after the service died
+/// while it ran. Returns whether a group was signalled.
+///
+/// Linux never reuses a pid while a process group of that id exists, so a
+/// live group with the run's pgid is the run's, unless its leader's pid was
+/// reused, which `start_ticks` tells apart.
+pub fn kill_leftover_group(pgid: i32, leader_start_ticks: Option<i64>) -> bool {
+    if let Some(recorded) = leader_start_ticks
+        && start_ticks(pgid).is_some_and(|now| now != recorded)
+    {
+        return false;
+    }
+    let Some(pid) = Pid::from_raw(pgid) else {
+        return false;
+    };
+    kill_process_group(pid, Signal::KILL).is_ok()
 }
 
 fn spawn(spec: &RunSpec) -> io::Result<(async_process::Child, Async<io::PipeReader>)> {
@@ -86,6 +147,9 @@ fn spawn(spec: &RunSpec) -> io::Result<(async_process::Child, Async<io::PipeRead
     // Its own process group, so a timeout can stop everything the command
     // started, and a Ctrl-C at the service's terminal does not reach it.
     std_command.process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        std_command.current_dir(dir);
+    }
 
     let mut command = async_process::Command::from(std_command);
     command
@@ -105,13 +169,17 @@ enum Event {
     Stopped(StopReason),
 }
 
-async fn supervise(
-    mut child: async_process::Child,
-    mut reader: Async<io::PipeReader>,
+/// Waits for a started command to end, reading its output meanwhile.
+pub async fn supervise(
+    process: Process,
     spec: &RunSpec,
     stop: async_channel::Receiver<StopReason>,
-    started: Instant,
 ) -> Outcome {
+    let Process {
+        mut child,
+        mut reader,
+        started,
+    } = process;
     let pgid = Pid::from_raw(child.id() as i32);
     let mut tail = Tail::default();
 
@@ -173,12 +241,13 @@ async fn supervise(
             )
         }
         Event::Stopped(reason) => {
-            let grace = match reason {
-                StopReason::Shutdown { grace } => grace,
-                StopReason::Kill => Duration::ZERO,
+            let (grace, error) = match reason {
+                StopReason::Shutdown { grace } => (grace, "stopped by edgecron shutdown"),
+                StopReason::Replace { grace } => (grace, "stopped: replaced by a newer occurrence"),
+                StopReason::Kill => (Duration::ZERO, "killed by edgecron shutdown"),
             };
             stop_group(&mut child, pgid, grace, &stop, &mut tail, &mut reader).await;
-            let error = "stopped by edgecron shutdown".to_string();
+            let error = error.to_string();
             (RunStatus::Interrupted, None, Some(error))
         }
     };
@@ -318,6 +387,7 @@ mod tests {
             command: command.into(),
             timeout: Duration::from_millis(timeout_ms),
             kill_grace: Duration::from_secs(1),
+            working_dir: None,
             env: vec![("EDGECRON_TEST_VAR".into(), "hello".into())],
         }
     }

@@ -5,6 +5,8 @@
 //! the map of modules and the rules they keep.
 
 pub mod api;
+pub mod client;
+pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod exec;

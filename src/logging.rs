@@ -51,3 +51,56 @@ fn priority(level: log::Level) -> &'static str {
         log::Level::Debug | log::Level::Trace => "<7>",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(level: log::Level, format: LogFormat, journald: bool) -> String {
+        let args = format_args!("event=run_started task=1");
+        let record = log::Record::builder().level(level).args(args).build();
+        render(&record, format, journald)
+    }
+
+    #[test]
+    fn journald_lines_carry_sd_daemon_priorities_and_no_time() {
+        assert_eq!(
+            line(log::Level::Error, LogFormat::Text, true),
+            "<3>error event=run_started task=1"
+        );
+        assert_eq!(
+            line(log::Level::Warn, LogFormat::Text, true),
+            "<4>warn event=run_started task=1"
+        );
+        assert_eq!(
+            line(log::Level::Info, LogFormat::Text, true),
+            "<6>info event=run_started task=1"
+        );
+        assert_eq!(
+            line(log::Level::Debug, LogFormat::Text, true),
+            "<7>debug event=run_started task=1"
+        );
+    }
+
+    #[test]
+    fn text_lines_start_with_an_rfc3339_utc_time() {
+        let text = line(log::Level::Info, LogFormat::Text, false);
+        let (time, rest) = text.split_once(' ').unwrap();
+        assert!(
+            time.parse::<jiff::Timestamp>().is_ok() && time.ends_with('Z'),
+            "{text}"
+        );
+        assert_eq!(rest, "info event=run_started task=1");
+    }
+
+    #[test]
+    fn json_lines_are_one_object() {
+        let text = line(log::Level::Warn, LogFormat::Json, false);
+        let crate::api::json::Value::Object(fields) = crate::api::json::parse(&text).unwrap()
+        else {
+            panic!("{text}");
+        };
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["ts", "level", "msg"]);
+    }
+}

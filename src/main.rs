@@ -13,9 +13,12 @@ use edgecron::store::Store;
 const USAGE: &str = "Usage: edgecron <COMMAND>
 
 Commands:
-  serve   run the scheduler and its HTTP API (see `edgecron serve --help`)
-  next    print the next fire times of a cron expression (see `edgecron next --help`)
-  version print the version
+  serve         run the scheduler and its HTTP API (see `edgecron serve --help`)
+  next          print the next fire times of a cron expression (see `edgecron next --help`)
+  task          list, show, add, update, remove or run tasks (see `edgecron task --help`)
+  runs          list a task's runs
+  dead-letters  list dead letters
+  version       print the version
 ";
 
 fn main() -> ExitCode {
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("next") => ExitCode::from(edgecron::cron::run_next_command(&args[1..]) as u8),
+        Some("task" | "runs" | "dead-letters") => ExitCode::from(edgecron::client::run(&args)),
         Some("version" | "--version" | "-V") => {
             println!("edgecron {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -67,17 +71,18 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let scheduler = Scheduler::new(store, config.clone(), Rc::clone(&executor))?;
 
     let (calls_tx, calls_rx) = async_channel::bounded(64);
-    let addr = edgecron::api::start(
-        config.listen,
-        config.http_threads,
-        config.max_body_bytes,
-        calls_tx,
-    )
-    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = edgecron::api::start(config.listen, config.http, config.access.clone(), calls_tx)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     log::info!(
-        "event=started version={} listen={addr} db={}",
+        "event=started version={} listen={addr} db={} token={} metrics_public={}",
         env!("CARGO_PKG_VERSION"),
-        config.db_path.display()
+        config.db_path.display(),
+        if config.access.token.is_some() {
+            "required"
+        } else {
+            "none"
+        },
+        config.access.metrics_public
     );
     futures_lite::future::block_on(executor.run(scheduler.run(calls_rx)));
     log::info!("event=stopped");

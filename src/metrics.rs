@@ -1,10 +1,13 @@
 //! Counters and the Prometheus text exposition of them.
 //!
-//! Owned by the scheduler thread, so plain integers suffice. Gauges that
-//! live in the database (tasks by status) are read at scrape time by the
-//! caller and passed in.
+//! `Metrics` is owned by the scheduler thread, so plain integers suffice.
+//! Gauges that live in the database (tasks by status) are read at scrape
+//! time by the caller and passed in. `HttpCounters` count what the HTTP
+//! side refuses before a request reaches the scheduler; they are atomics
+//! shared by the connection threads.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::RunStatus;
 
@@ -30,6 +33,14 @@ pub struct Metrics {
     duration_buckets: [u64; DURATION_BUCKETS.len()],
     duration_count: u64,
     duration_sum: f64,
+}
+
+/// Requests and connections refused on the HTTP side.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    pub unauthorized: AtomicU64,
+    pub read_timeouts: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 /// Values read at scrape time.
@@ -201,6 +212,36 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.duration_count);
         let _ = writeln!(out, "{name}_sum {}", self.duration_sum);
         let _ = writeln!(out, "{name}_count {}", self.duration_count);
+    }
+}
+
+impl HttpCounters {
+    /// Appends these counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let counters = [
+            (
+                "edgecron_http_unauthorized_total",
+                "Requests refused for a missing or wrong bearer token.",
+                &self.unauthorized,
+            ),
+            (
+                "edgecron_http_read_timeouts_total",
+                "Requests not received whole within the read timeout.",
+                &self.read_timeouts,
+            ),
+            (
+                "edgecron_http_connections_refused_total",
+                "Connections refused because every connection slot was taken.",
+                &self.connections_refused,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let value = value.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
     }
 }
 

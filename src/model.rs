@@ -20,6 +20,7 @@ pub struct Task {
     pub timeout_seconds: i64,
     pub status: TaskStatus,
     pub pause_on_dead_letter: bool,
+    pub policy: Policy,
     pub next_run_at: Option<Timestamp>,
     pub last_run_at: Option<Timestamp>,
     pub last_status: Option<String>,
@@ -43,6 +44,42 @@ pub struct TaskSpec {
     pub timeout_seconds: i64,
     pub status: TaskStatus,
     pub pause_on_dead_letter: bool,
+    pub policy: Policy,
+}
+
+/// How a task's command runs and what happens to occurrences that clash
+/// with a run or come late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Extra environment variables, in order.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub overlap: Overlap,
+    pub catch_up: CatchUp,
+    /// None: the service-wide `EDGECRON_MISFIRE_GRACE_SECONDS`.
+    pub misfire_grace_seconds: Option<i64>,
+    /// With `catch_up: all`, at most this many missed occurrences run.
+    pub catch_up_limit: i64,
+}
+
+/// What an occurrence does when the task's previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Record it as skipped.
+    Skip,
+    /// Run it when the current run ends; at most one waits.
+    Queue,
+    /// Stop the current run and start this one.
+    Replace,
+}
+
+/// What happens to occurrences missed while the service was down or the
+/// clock jumped forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    None,
+    Latest,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +106,10 @@ pub struct Run {
     pub error: Option<String>,
     /// When a failed run will be retried; cleared once the retry starts.
     pub retry_at: Option<Timestamp>,
+    /// The command's process group and its leader's start time (ticks
+    /// since boot), recorded while it runs.
+    pub pid: Option<i64>,
+    pub pid_start_ticks: Option<i64>,
 }
 
 /// What made a run start.
@@ -81,6 +122,9 @@ pub enum Trigger {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
+    /// Waiting for the task's current run to end (overlap `queue`, or a
+    /// catch-up backlog).
+    Queued,
     Running,
     Succeeded,
     Failed,
@@ -145,7 +189,8 @@ impl Trigger {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
@@ -157,6 +202,7 @@ impl RunStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
@@ -180,6 +226,71 @@ impl RunStatus {
             RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted
         )
     }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            env: Vec::new(),
+            working_dir: None,
+            overlap: Overlap::Skip,
+            catch_up: CatchUp::Latest,
+            misfire_grace_seconds: None,
+            catch_up_limit: 10,
+        }
+    }
+}
+
+impl Overlap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Replace => "replace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Overlap> {
+        [Overlap::Skip, Overlap::Queue, Overlap::Replace]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::None => "none",
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CatchUp> {
+        [CatchUp::None, CatchUp::Latest, CatchUp::All]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// Stores an environment as `KEY=value` lines, the form of an environment
+/// file, so it stays readable and editable with the `sqlite3` shell.
+/// Values never hold a newline (validation refuses them).
+pub fn encode_env(env: &[(String, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads `encode_env`'s form; blank lines and lines without `=` (a bad
+/// hand edit) are ignored.
+pub fn decode_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
 }
 
 /// Formats an instant as RFC 3339 UTC with millisecond precision.
@@ -210,6 +321,21 @@ mod tests {
     fn offsets_are_normalised_to_utc() {
         let ts = parse_instant("2025-01-01T02:00:00+02:00").unwrap();
         assert_eq!(format_instant(ts), "2025-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn env_round_trips_through_its_text_form() {
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B_2".to_string(), "x=y z".to_string()),
+        ];
+        assert_eq!(encode_env(&env), "A=1\nB_2=x=y z");
+        assert_eq!(decode_env(&encode_env(&env)), env);
+        assert_eq!(decode_env(""), vec![]);
+        assert_eq!(
+            decode_env("junk\n=1\nK=v"),
+            vec![("K".to_string(), "v".to_string())]
+        );
     }
 
     #[test]

@@ -225,3 +225,59 @@ fn a_task_sent_back_from_get_is_accepted() {
     let reply = server.request("PUT", &format!("/tasks/{id}"), Some(&body));
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
+
+#[test]
+fn overlong_and_out_of_range_values_are_named() {
+    let (_dir, server) = server();
+    let task =
+        |extra: &str| format!(r#"{{"name":"a","schedule":"* * * * *","command":"x"{extra}}}"#);
+    let long_name = format!(
+        r#"{{"name":"{}","schedule":"* * * * *","command":"x"}}"#,
+        "n".repeat(201)
+    );
+    assert_error(
+        &server.post("/tasks", &long_name),
+        400,
+        "name: longer than 200",
+    );
+    let cases = [
+        (
+            format!(r#","description":"{}""#, "d".repeat(4097)),
+            "description: longer than 4096",
+        ),
+        (r#","description":5"#.to_string(), "description"),
+        (r#","timezone":null"#.to_string(), "timezone"),
+        (
+            r#","retry_delay_seconds":604801"#.to_string(),
+            "retry_delay_seconds: 604801 is out of range",
+        ),
+        (
+            r#","timeout_seconds":604801"#.to_string(),
+            "timeout_seconds",
+        ),
+        (
+            r#","max_retries":101"#.to_string(),
+            "max_retries: 101 is out of range",
+        ),
+    ];
+    for (extra, needle) in cases {
+        assert_error(&server.post("/tasks", &task(&extra)), 400, needle);
+    }
+    let long_command = format!(
+        r#"{{"name":"a","schedule":"* * * * *","command":"{}"}}"#,
+        "c".repeat(64 * 1024 + 1)
+    );
+    assert_error(
+        &server.post("/tasks", &long_command),
+        400,
+        "command: longer than 65536",
+    );
+    for (command, needle) in [
+        (r"a\u0000b", "command: contains a NUL"),
+        ("  ", "command: must not be empty"),
+    ] {
+        let body = format!(r#"{{"name":"a","schedule":"* * * * *","command":"{command}"}}"#);
+        assert_error(&server.post("/tasks", &body), 400, needle);
+    }
+    assert_eq!(server.get("/tasks").body, "[]");
+}

@@ -411,3 +411,48 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
 }
+
+#[test]
+fn firing_waits_for_the_clock_sync_file() {
+    let dir = TempDir::new("clock-sync");
+    let synced = dir.path().join("synchronized");
+    let server = Server::start_with(
+        Options::new(&dir.path().join("edgecron.db"))
+            .env("EDGECRON_WAIT_CLOCK_SYNC", synced.to_str().unwrap()),
+    );
+    // The API answers while firing waits.
+    let id = server
+        .create_task(r#"{"name":"s","schedule":"* * * * * *","command":"true"}"#)
+        .i64_of("id");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        server.runs(id).is_empty(),
+        "fired before the clock was synchronised"
+    );
+
+    std::fs::write(&synced, "").unwrap();
+    wait_for(Duration::from_secs(10), || {
+        (!server.runs(id).is_empty()).then_some(())
+    })
+    .expect("fires once the clock is synchronised");
+    assert!(server.log_text().contains("event=clock_synchronised"));
+}
+
+#[test]
+fn cron_next_previews_with_dst_notes() {
+    let dir = TempDir::new("cron-next");
+    let server = Server::start(&dir);
+    let reply = server
+        .get("/cron/next?expr=30+2+*+*+*&tz=America/New_York&count=2&from=2025-03-08T12:00:00Z");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let Some(Value::Array(next)) = reply.json().get("next").cloned() else {
+        panic!("{}", reply.body)
+    };
+    assert_eq!(next[0].str_of("utc"), "2025-03-09T07:00:00.000Z");
+    assert_eq!(next[0].str_of("note"), "moved");
+    assert_eq!(next[1].str_of("utc"), "2025-03-10T06:30:00.000Z");
+    assert!(matches!(next[1].get("note"), Some(Value::Null)));
+    let bad = server.get("/cron/next?expr=0+0+30+2+*");
+    assert_eq!(bad.status, 400);
+    assert!(bad.error().contains("never fires"), "{}", bad.body);
+}

@@ -199,6 +199,32 @@ impl Field<'_> {
         }
     }
 
+    /// Null, or what `read` makes of the value.
+    pub fn optional<T>(&self, read: fn(&Self) -> Result<T, String>) -> Result<Option<T>, String> {
+        match self.value {
+            Value::Null => Ok(None),
+            _ => read(self).map(Some),
+        }
+    }
+
+    /// An object whose values are all strings, in the order given.
+    pub fn string_map(&self) -> Result<Vec<(String, String)>, String> {
+        let Value::Object(fields) = self.value else {
+            return Err(self.wrong("an object of strings"));
+        };
+        fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Str(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!(
+                    "{}.{k}: expected a string, got {}",
+                    self.name,
+                    other.kind()
+                )),
+            })
+            .collect()
+    }
+
     pub fn boolean(&self) -> Result<bool, String> {
         match self.value {
             Value::Bool(b) => Ok(*b),

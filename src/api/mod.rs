@@ -1,20 +1,29 @@
-//! The HTTP side: tiny_http worker threads read requests (headers, body
-//! within its limit) and hand them to the scheduler thread through a
-//! channel; the scheduler answers through a one-slot reply channel and the
-//! worker writes the response. The scheduler thread never touches a socket.
+//! The HTTP side: `http` accepts connections and reads requests within
+//! their limits on one thread per connection; `auth` checks the token there,
+//! so a request without it never reaches the scheduler. Accepted requests
+//! go to the scheduler thread through a channel, the answer comes back
+//! through a one-slot reply channel, and the connection thread writes it.
+//! The scheduler thread never touches a socket. `Error` is the one place
+//! that decides an error's HTTP status.
 
+pub mod auth;
+pub mod http;
 pub mod json;
 pub mod routes;
 
-use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::scheduler::ApiCall;
+use crate::config::{Access, HttpLimits};
+use crate::metrics::HttpCounters;
+use crate::scheduler::{ApiCall, ApiError};
 
-/// How long a worker waits for the scheduler's answer before replying 503.
+/// How long a connection waits for the scheduler's answer before replying 503.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request as the scheduler sees it: already read, size-checked.
@@ -26,13 +35,43 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// An answer: status, content type and body.
+/// An answer: status, content type, body and any extra headers.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
-    pub allow: Option<&'static str>,
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+/// Why a request got an error answer, from reading it to carrying it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The scheduler refused or failed the operation.
+    Api(ApiError),
+    /// The bearer token is missing or wrong.
+    Unauthorized,
+    /// Not an HTTP/1.x request this server can read.
+    Malformed(String),
+    /// The body has no `Content-Length` (chunked transfer encoding).
+    LengthRequired,
+    /// The request line and headers exceed this many bytes.
+    HeadTooLarge(usize),
+    /// The body exceeds this many bytes.
+    BodyTooLarge(usize),
+    /// The whole request did not arrive within the read timeout.
+    Timeout,
+    /// The client went away before its request was whole; nobody to answer.
+    Disconnected,
+    /// Every connection slot is taken.
+    Busy,
+    NoSuchEndpoint,
+    /// A known path and a method it does not take; holds the methods it does.
+    MethodNotAllowed(&'static str),
+    /// The scheduler is stopping or did not answer in time.
+    Unavailable(&'static str),
+    /// A handler panicked.
+    Internal,
 }
 
 impl Response {
@@ -41,104 +80,164 @@ impl Response {
             status,
             content_type: "application/json",
             body,
-            allow: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl Error {
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Api(ApiError::Invalid(_)) | Error::Malformed(_) | Error::Disconnected => 400,
+            Error::Api(ApiError::NotFound(_)) | Error::NoSuchEndpoint => 404,
+            Error::Api(ApiError::Conflict(_)) => 409,
+            Error::Api(ApiError::Unavailable(_)) | Error::Busy | Error::Unavailable(_) => 503,
+            Error::Unauthorized => 401,
+            Error::LengthRequired => 411,
+            Error::HeadTooLarge(_) => 431,
+            Error::BodyTooLarge(_) => 413,
+            Error::Timeout => 408,
+            Error::MethodNotAllowed(_) => 405,
+            Error::Internal => 500,
         }
     }
 
-    pub fn error(status: u16, message: &str) -> Response {
-        Response::json(status, format!("{{\"error\":{}}}", json::quote(message)))
+    /// The JSON error answer, `{"error": message}`, with the headers the
+    /// status calls for.
+    pub fn response(&self) -> Response {
+        let body = format!("{{\"error\":{}}}", json::quote(&self.to_string()));
+        let mut response = Response::json(self.status(), body);
+        match self {
+            Error::Unauthorized => response.headers.push(("WWW-Authenticate", "Bearer")),
+            Error::MethodNotAllowed(allow) => response.headers.push(("Allow", allow)),
+            _ => {}
+        }
+        response
     }
 }
 
-/// Binds `addr` and starts `threads` workers feeding `calls`.
+impl From<ApiError> for Error {
+    fn from(err: ApiError) -> Error {
+        Error::Api(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api(err) => write!(f, "{err}"),
+            Error::Unauthorized => f.write_str(
+                "missing or wrong bearer token; send the header Authorization: Bearer <token>",
+            ),
+            Error::Malformed(what) => write!(f, "malformed request: {what}"),
+            Error::LengthRequired => {
+                f.write_str("chunked request bodies are not supported; send Content-Length")
+            }
+            Error::HeadTooLarge(max) => {
+                write!(f, "request line and headers larger than {max} bytes")
+            }
+            Error::BodyTooLarge(max) => write!(f, "request body larger than {max} bytes"),
+            Error::Timeout => f.write_str("the request did not arrive within the read timeout"),
+            Error::Disconnected => {
+                f.write_str("the connection closed before the request was whole")
+            }
+            Error::Busy => f.write_str("too many open connections; try again"),
+            Error::NoSuchEndpoint => f.write_str("no such endpoint"),
+            Error::MethodNotAllowed(allow) => {
+                write!(f, "method not allowed; this path takes {allow}")
+            }
+            Error::Unavailable(why) => f.write_str(why),
+            Error::Internal => f.write_str("internal error; see the service log"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What every connection thread shares.
+struct Context {
+    access: Access,
+    counters: Arc<HttpCounters>,
+    calls: async_channel::Sender<ApiCall>,
+}
+
+/// Binds `addr` and starts accepting connections that feed `calls`.
 pub fn start(
     addr: SocketAddr,
-    threads: usize,
-    max_body: usize,
+    limits: HttpLimits,
+    access: Access,
     calls: async_channel::Sender<ApiCall>,
 ) -> io::Result<SocketAddr> {
-    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
-    let bound = server.server_addr().to_ip().unwrap_or(addr);
-    let server = Arc::new(server);
-    for n in 0..threads {
-        let server = Arc::clone(&server);
-        let calls = calls.clone();
-        std::thread::Builder::new()
-            .name(format!("http-{n}"))
-            .spawn(move || {
-                while let Ok(request) = server.recv() {
-                    // A bug in one request's handling must not end the worker.
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        serve(request, &calls, max_body);
-                    }));
-                    if outcome.is_err() {
-                        log::error!("event=http_worker_panic");
-                    }
-                }
-            })?;
-    }
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let context = Context {
+        access,
+        counters: Arc::new(HttpCounters::default()),
+        calls,
+    };
+    let counters = Arc::clone(&context.counters);
+    let handler: Arc<http::Handler> = Arc::new(move |conn: &mut http::Connection| {
+        let response = answer(conn, &context).unwrap_or_else(|err| context.rejected(&err, conn));
+        context.append_metrics(response)
+    });
+    http::serve(listener, limits, counters, handler)?;
     Ok(bound)
 }
 
-fn serve(mut request: tiny_http::Request, calls: &async_channel::Sender<ApiCall>, max_body: usize) {
-    let response = match read(&mut request, max_body) {
-        Ok(req) => ask(req, calls),
-        Err(response) => response,
-    };
-    respond(request, response);
-}
-
-/// Reads the method, URL and body; oversized or unreadable bodies get their
-/// error response here, before the scheduler sees them.
-fn read(request: &mut tiny_http::Request, max_body: usize) -> Result<Request, Response> {
-    let too_large = || Response::error(413, &format!("request body larger than {max_body} bytes"));
-    if request.body_length().is_some_and(|n| n > max_body) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    let mut reader = request.as_reader().take(max_body as u64 + 1);
-    if let Err(err) = reader.read_to_end(&mut body) {
-        return Err(Response::error(
-            400,
-            &format!("could not read request body: {err}"),
-        ));
-    }
-    if body.len() > max_body {
-        return Err(too_large());
-    }
-    let (path, query) = split_url(request.url());
-    Ok(Request {
-        method: request.method().as_str().to_ascii_uppercase(),
+/// Reads one request, checks its token, and has the scheduler answer it.
+/// The token is checked before the body is read.
+fn answer(conn: &mut http::Connection, context: &Context) -> Result<Response, Error> {
+    let head = conn.read_head()?;
+    let (path, query) = split_url(&head.target);
+    auth::check(&context.access, &path, head.header("authorization"))?;
+    let body = conn.read_body(&head)?;
+    let request = Request {
+        method: head.method,
         path,
         query,
         body,
-    })
+    };
+    ask(request, &context.calls)
 }
 
-fn ask(request: Request, calls: &async_channel::Sender<ApiCall>) -> Response {
+impl Context {
+    /// Counts and logs a request refused before it reached the scheduler.
+    fn rejected(&self, err: &Error, conn: &http::Connection) -> Response {
+        let counter = match err {
+            Error::Unauthorized => Some(&self.counters.unauthorized),
+            Error::Timeout => Some(&self.counters.read_timeouts),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // Never the headers: one of them may hold a token.
+        log::debug!(
+            "event=http_rejected peer={:?} status={} error={:?}",
+            conn.peer(),
+            err.status(),
+            err.to_string()
+        );
+        err.response()
+    }
+
+    /// Adds the counters kept on this side to a `/metrics` answer.
+    fn append_metrics(&self, mut response: Response) -> Response {
+        if response.status == 200 && response.content_type.starts_with("text/plain") {
+            self.counters.render(&mut response.body);
+        }
+        response
+    }
+}
+
+fn ask(request: Request, calls: &async_channel::Sender<ApiCall>) -> Result<Response, Error> {
     let (reply, answer) = mpsc::sync_channel(1);
     if calls.send_blocking(ApiCall { request, reply }).is_err() {
-        return Response::error(503, "edgecron is shutting down");
+        return Err(Error::Unavailable("edgecron is shutting down"));
     }
     answer
         .recv_timeout(ANSWER_TIMEOUT)
-        .unwrap_or_else(|_| Response::error(503, "the scheduler did not answer in time"))
-}
-
-fn respond(request: tiny_http::Request, response: Response) {
-    let mut out = tiny_http::Response::from_string(response.body).with_status_code(response.status);
-    let content_type = format!("{}; charset=utf-8", response.content_type);
-    if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
-        out.add_header(header);
-    }
-    if let Some(header) = response
-        .allow
-        .and_then(|allow| tiny_http::Header::from_bytes("Allow", allow).ok())
-    {
-        out.add_header(header);
-    }
-    // The client may have gone; nothing to do about it.
-    let _ = request.respond(out);
+        .map_err(|_| Error::Unavailable("the scheduler did not answer in time"))
 }
 
 /// Splits a request target into its path and decoded query pairs.

@@ -1,13 +1,13 @@
 //! Routing, request decoding and response shapes. Runs on the scheduler
 //! thread; every operation goes through the scheduler's commands, so no
-//! handler writes SQL. One place (`error_response`) maps errors to HTTP
-//! statuses.
+//! handler writes SQL. Errors become answers through `api::Error`, the one
+//! place that maps them to HTTP statuses.
 
 use nanoserde::SerJson;
 
 use super::json::{self, Field, Value};
-use super::{Request, Response};
-use crate::model::{DeadLetter, Run, Task, TaskStatus, format_instant};
+use super::{Error, Request, Response};
+use crate::model::{CatchUp, DeadLetter, Overlap, Run, Task, TaskStatus, format_instant};
 use crate::scheduler::{ApiError, Scheduler, TaskPatch};
 
 /// Listing endpoints return at most this many items per page.
@@ -36,7 +36,7 @@ pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(scheduler, request)));
     match result {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => error_response(&err),
+        Ok(Err(err)) => err.response(),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -49,22 +49,12 @@ pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
                 request.path,
                 std::backtrace::Backtrace::force_capture().to_string()
             );
-            Response::error(500, "internal error; see the service log")
+            Error::Internal.response()
         }
     }
 }
 
-fn error_response(err: &ApiError) -> Response {
-    let status = match err {
-        ApiError::Invalid(_) => 400,
-        ApiError::NotFound(_) => 404,
-        ApiError::Conflict(_) => 409,
-        ApiError::Unavailable(_) => 503,
-    };
-    Response::error(status, &err.to_string())
-}
-
-type Result<T> = std::result::Result<T, ApiError>;
+type Result<T> = std::result::Result<T, Error>;
 
 fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
     let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
@@ -75,7 +65,7 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
             status: 200,
             content_type: "text/plain; version=0.0.4",
             body: s.metrics_text(),
-            allow: None,
+            headers: Vec::new(),
         }),
         (["openapi.json"], "GET") => Ok(Response::json(200, OPENAPI.into())),
         (["tasks"], "GET") => {
@@ -141,13 +131,13 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
             Ok(Response::json(202, RunView::from(&run).serialize_json()))
         }
         (["cron", "next"], "GET") => cron_next(s, req),
-        (path, _) => Ok(not_routed(path)),
+        (path, _) => Err(not_routed(path)),
     }
 }
 
 /// 404 for unknown paths, 405 (with `Allow`) for a known path and a method
 /// it does not take.
-fn not_routed(path: &[&str]) -> Response {
+fn not_routed(path: &[&str]) -> Error {
     let allow = match path {
         ["health"] | ["metrics"] | ["runs", _] | ["tasks", _, "runs"] | ["cron", "next"] => {
             Some("GET")
@@ -161,11 +151,8 @@ fn not_routed(path: &[&str]) -> Response {
         _ => None,
     };
     match allow {
-        Some(allow) => Response {
-            allow: Some(allow),
-            ..Response::error(405, &format!("method not allowed; this path takes {allow}"))
-        },
-        None => Response::error(404, "no such endpoint"),
+        Some(allow) => Error::MethodNotAllowed(allow),
+        None => Error::NoSuchEndpoint,
     }
 }
 
@@ -182,7 +169,7 @@ fn health(s: &mut Scheduler) -> Response {
     };
     let view = HealthView {
         status: status.into(),
-        utc_now: format_instant(jiff::Timestamp::now()),
+        utc_now: format_instant(crate::clock::now()),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: health.uptime_seconds,
         error: health.error,
@@ -212,7 +199,7 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
     let from = match query(req, "from") {
         Some(v) => crate::model::parse_instant(v)
             .ok_or_else(|| invalid(format!("from: {v:?} is not an RFC 3339 instant")))?,
-        None => jiff::Timestamp::now(),
+        None => crate::clock::now(),
     };
     let schedule = crate::cron::Schedule::parse(expr, &zone).map_err(|e| invalid(e.to_string()))?;
     let next = schedule
@@ -236,7 +223,7 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
 /// Reads a task body: a JSON object whose known fields have the right
 /// types. Unknown fields are refused so a typo never passes silently.
 fn task_patch(body: &[u8]) -> Result<TaskPatch> {
-    decode_task(body).map_err(ApiError::Invalid)
+    decode_task(body).map_err(|m| ApiError::Invalid(m).into())
 }
 
 /// Decodes a task body without touching the scheduler; public for the
@@ -268,6 +255,24 @@ pub fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
                     .ok_or_else(|| format!("status: {text:?} is not enabled or disabled"))?;
                 patch.status = Some(status);
             }
+            "env" => patch.env = Some(f.string_map()?),
+            "working_dir" => patch.working_dir = Some(f.optional(Field::string)?),
+            "misfire_grace_seconds" => {
+                patch.misfire_grace_seconds = Some(f.optional(Field::integer)?);
+            }
+            "catch_up_limit" => patch.catch_up_limit = Some(f.integer()?),
+            "overlap" => {
+                let text = f.string()?;
+                let overlap = Overlap::parse(&text)
+                    .ok_or_else(|| format!("overlap: {text:?} is not skip, queue or replace"))?;
+                patch.overlap = Some(overlap);
+            }
+            "catch_up" => {
+                let text = f.string()?;
+                let catch_up = CatchUp::parse(&text)
+                    .ok_or_else(|| format!("catch_up: {text:?} is not none, latest or all"))?;
+                patch.catch_up = Some(catch_up);
+            }
             other if READ_ONLY_FIELDS.contains(&other) => {}
             other => return Err(format!("{other}: unknown field")),
         }
@@ -285,9 +290,9 @@ fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 fn query_status(req: &Request) -> Result<Option<TaskStatus>> {
     match query(req, "status") {
         None => Ok(None),
-        Some(v) => TaskStatus::parse(v)
-            .map(Some)
-            .ok_or_else(|| ApiError::Invalid(format!("status: {v:?} is not enabled or disabled"))),
+        Some(v) => TaskStatus::parse(v).map(Some).ok_or_else(|| {
+            ApiError::Invalid(format!("status: {v:?} is not enabled or disabled")).into()
+        }),
     }
 }
 
@@ -301,6 +306,7 @@ fn paging(req: &Request) -> Result<(i64, i64)> {
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
                     ApiError::Invalid(format!("{name}: {v:?} is not a number from {min} to {max}"))
+                        .into()
                 }),
         }
     };
@@ -318,6 +324,7 @@ fn parse_id(what: &str, text: &str) -> Result<i64> {
             ApiError::NotFound(format!(
                 "{what} {text:?} not found (ids are positive integers)"
             ))
+            .into()
         })
 }
 
@@ -337,6 +344,12 @@ struct TaskView {
     timeout_seconds: i64,
     status: String,
     pause_on_dead_letter: bool,
+    env: std::collections::BTreeMap<String, String>,
+    working_dir: Option<String>,
+    overlap: String,
+    catch_up: String,
+    misfire_grace_seconds: Option<i64>,
+    catch_up_limit: i64,
     next_run_at: Option<String>,
     last_run_at: Option<String>,
     last_status: Option<String>,
@@ -420,6 +433,12 @@ impl From<&Task> for TaskView {
             timeout_seconds: t.timeout_seconds,
             status: t.status.as_str().into(),
             pause_on_dead_letter: t.pause_on_dead_letter,
+            env: t.policy.env.iter().cloned().collect(),
+            working_dir: t.policy.working_dir.clone(),
+            overlap: t.policy.overlap.as_str().into(),
+            catch_up: t.policy.catch_up.as_str().into(),
+            misfire_grace_seconds: t.policy.misfire_grace_seconds,
+            catch_up_limit: t.policy.catch_up_limit,
             next_run_at: instant(t.next_run_at),
             last_run_at: instant(t.last_run_at),
             last_status: t.last_status.clone(),

@@ -1,26 +1,36 @@
 //! What to do with an occurrence that comes due late: after downtime, a
 //! forward clock jump, or a busy loop.
 //!
-//! The rule (catch-up "latest"): when several occurrences are due at once,
-//! only the most recent runs, and only if it is at most the misfire grace
-//! old; the others are reported as missed in one summary, so a device that
-//! was off for a month neither floods nor writes a row per lost minute.
-//! Pure: the clock is passed in.
+//! An occurrence at most `ON_TIME` late is simply on time. Beyond that, the
+//! task's catch-up policy decides, within its misfire grace:
+//! - `latest`: only the most recent due occurrence runs;
+//! - `all`: each due occurrence runs, oldest first, at most `limit` of them
+//!   (the most recent ones);
+//! - `none`: none of them runs.
+//!
+//! Everything that does not run is reported as missed in one summary, so a
+//! device that was off for a month neither floods nor writes a row per lost
+//! minute. Pure: the clock is passed in.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::cron::Schedule;
+use crate::model::CatchUp;
 
 /// Missed occurrences are counted one by one up to this many; beyond it the
 /// count is a lower bound (the summary says so).
 const COUNT_CAP: u64 = 10_000;
 
+/// Lateness that still counts as on time (a busy loop, a slow disk).
+const ON_TIME: SignedDuration = SignedDuration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The occurrence to run now, if any.
-    pub run: Option<Timestamp>,
+    /// The occurrences to run now, oldest first.
+    pub run: Vec<Timestamp>,
     /// Occurrences that will not run.
     pub missed: Option<Missed>,
     /// The first occurrence after everything due.
@@ -32,6 +42,14 @@ pub struct Missed {
     pub first: Timestamp,
     pub last: Timestamp,
     pub count: u64,
+}
+
+/// A task's catch-up settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub catch_up: CatchUp,
+    pub grace: Duration,
+    pub limit: usize,
 }
 
 impl Missed {
@@ -49,12 +67,21 @@ impl Missed {
 }
 
 /// Plans the occurrence `due` (known to match `schedule`, and `<= now`).
-pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, grace: Duration) -> Plan {
-    let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, rule: Rule) -> Plan {
+    let grace = SignedDuration::try_from(rule.grace).unwrap_or(SignedDuration::MAX);
     let following = schedule.next_after(due);
-    let latest = match following {
-        Some(f) if f <= now => latest_at_or_before(schedule, now, due),
-        _ => due,
+    let only_one_due = following.is_none_or(|f| f > now);
+    if only_one_due && now.duration_since(due) <= ON_TIME {
+        return Plan {
+            run: vec![due],
+            missed: None,
+            next: following,
+        };
+    }
+    let latest = if only_one_due {
+        due
+    } else {
+        latest_at_or_before(schedule, now, due)
     };
     let next = if latest == due {
         following
@@ -62,23 +89,57 @@ pub fn plan(schedule: &Schedule, due: Timestamp, now: Timestamp, grace: Duration
         schedule.next_after(latest)
     };
 
-    let in_grace = now.duration_since(latest) <= grace;
-    let (run, last_missed) = if in_grace {
-        (
-            Some(latest),
-            (latest != due).then(|| {
-                latest_at_or_before(schedule, latest - SignedDuration::from_nanos(1), due)
-            }),
-        )
-    } else {
-        (None, Some(latest))
+    let oldest_in_grace = now - grace;
+    let run: Vec<Timestamp> = match rule.catch_up {
+        CatchUp::None => Vec::new(),
+        CatchUp::Latest if latest >= oldest_in_grace => vec![latest],
+        CatchUp::Latest => Vec::new(),
+        CatchUp::All => recent(
+            schedule,
+            due.max(oldest_in_grace),
+            latest,
+            rule.limit.max(1),
+        ),
     };
-    let missed = last_missed.map(|last| Missed {
-        first: due,
-        last,
-        count: count(schedule, due, last),
-    });
+    let missed = match run.first() {
+        Some(first_run) if *first_run == due => None,
+        Some(first_run) => {
+            let last =
+                latest_at_or_before(schedule, *first_run - SignedDuration::from_nanos(1), due);
+            Some(Missed {
+                first: due,
+                last,
+                count: count(schedule, due, last),
+            })
+        }
+        None => Some(Missed {
+            first: due,
+            last: latest,
+            count: count(schedule, due, latest),
+        }),
+    };
     Plan { run, missed, next }
+}
+
+/// The last `limit` occurrences in `[from, to]`, oldest first.
+fn recent(schedule: &Schedule, from: Timestamp, to: Timestamp, limit: usize) -> Vec<Timestamp> {
+    let mut kept = VecDeque::with_capacity(limit);
+    let mut at = from - SignedDuration::from_nanos(1);
+    let mut steps = 0;
+    while let Some(t) = schedule.next_after(at).filter(|t| *t <= to) {
+        if kept.len() == limit {
+            kept.pop_front();
+        }
+        kept.push_back(t);
+        at = t;
+        steps += 1;
+        // A per-second schedule over a day of grace is 86,400 steps; stop
+        // well beyond that rather than loop without bound.
+        if steps >= 100 * COUNT_CAP {
+            break;
+        }
+    }
+    kept.into()
 }
 
 /// The latest occurrence at or before `now`, searching windows that double
@@ -133,15 +194,27 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
+    fn rule(catch_up: CatchUp, grace: Duration, limit: usize) -> Rule {
+        Rule {
+            catch_up,
+            grace,
+            limit,
+        }
+    }
+
+    fn latest(grace: Duration) -> Rule {
+        rule(CatchUp::Latest, grace, 10)
+    }
+
     #[test]
     fn an_occurrence_due_now_just_runs() {
         let p = plan(
             &every_minute(),
             ts("2025-01-01T00:05:00Z"),
             ts("2025-01-01T00:05:00.2Z"),
-            HOUR,
+            latest(HOUR),
         );
-        assert_eq!(p.run, Some(ts("2025-01-01T00:05:00Z")));
+        assert_eq!(p.run, vec![ts("2025-01-01T00:05:00Z")]);
         assert_eq!(p.missed, None);
         assert_eq!(p.next, Some(ts("2025-01-01T00:06:00Z")));
     }
@@ -152,9 +225,9 @@ mod tests {
             &every_minute(),
             ts("2025-01-01T00:00:00Z"),
             ts("2025-01-01T00:10:30Z"),
-            HOUR,
+            latest(HOUR),
         );
-        assert_eq!(p.run, Some(ts("2025-01-01T00:10:00Z")));
+        assert_eq!(p.run, vec![ts("2025-01-01T00:10:00Z")]);
         let missed = p.missed.unwrap();
         assert_eq!(missed.count, 10);
         assert_eq!(missed.first, ts("2025-01-01T00:00:00Z"));
@@ -169,9 +242,9 @@ mod tests {
             &daily,
             ts("2025-01-01T03:00:00Z"),
             ts("2025-01-01T05:00:00Z"),
-            HOUR,
+            latest(HOUR),
         );
-        assert_eq!(p.run, None);
+        assert!(p.run.is_empty());
         assert_eq!(p.missed.unwrap().count, 1);
         assert_eq!(p.next, Some(ts("2025-01-02T03:00:00Z")));
     }
@@ -182,9 +255,67 @@ mod tests {
             &every_minute(),
             ts("2025-01-01T00:00:00Z"),
             ts("2025-02-01T00:00:30Z"),
-            HOUR,
+            latest(HOUR),
         );
-        assert_eq!(p.run, Some(ts("2025-02-01T00:00:00Z")));
+        assert_eq!(p.run, vec![ts("2025-02-01T00:00:00Z")]);
         assert_eq!(p.missed.unwrap().count, COUNT_CAP);
+    }
+
+    #[test]
+    fn catch_up_none_runs_nothing_late() {
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-01-01T00:10:30Z"),
+            rule(CatchUp::None, HOUR, 10),
+        );
+        assert!(p.run.is_empty());
+        assert_eq!(p.missed.unwrap().count, 11);
+        assert_eq!(p.next, Some(ts("2025-01-01T00:11:00Z")));
+    }
+
+    #[test]
+    fn catch_up_all_runs_the_most_recent_within_the_limit_oldest_first() {
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-01-01T00:10:30Z"),
+            rule(CatchUp::All, HOUR, 3),
+        );
+        let expected: Vec<Timestamp> = ["00:08", "00:09", "00:10"]
+            .iter()
+            .map(|t| ts(&format!("2025-01-01T{t}:00Z")))
+            .collect();
+        assert_eq!(p.run, expected);
+        let missed = p.missed.unwrap();
+        assert_eq!((missed.count, missed.last), (8, ts("2025-01-01T00:07:00Z")));
+    }
+
+    #[test]
+    fn catch_up_all_respects_the_grace() {
+        let p = plan(
+            &every_minute(),
+            ts("2025-01-01T00:00:00Z"),
+            ts("2025-01-01T00:10:30Z"),
+            rule(CatchUp::All, Duration::from_secs(150), 100),
+        );
+        assert_eq!(
+            p.run.len(),
+            3,
+            "00:08, 00:09, 00:10 lie within 150 s of 00:10:30"
+        );
+    }
+
+    #[test]
+    fn a_little_lateness_is_on_time_for_every_policy() {
+        for catch_up in [CatchUp::None, CatchUp::Latest, CatchUp::All] {
+            let p = plan(
+                &every_minute(),
+                ts("2025-01-01T00:05:00Z"),
+                ts("2025-01-01T00:05:20Z"),
+                rule(catch_up, Duration::ZERO, 1),
+            );
+            assert_eq!(p.run, vec![ts("2025-01-01T00:05:00Z")], "{catch_up:?}");
+        }
     }
 }

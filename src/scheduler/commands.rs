@@ -12,7 +12,9 @@ use jiff::Timestamp;
 use super::Scheduler;
 use crate::cron::Schedule;
 use crate::metrics::Snapshot;
-use crate::model::{DeadLetter, Run, Task, TaskSpec, TaskStatus, Trigger};
+use crate::model::{
+    CatchUp, DeadLetter, Overlap, Policy, Run, Task, TaskSpec, TaskStatus, Trigger,
+};
 use crate::store::{RunStart, StoreError};
 
 /// Longest accepted values, so that one request cannot fill the disk.
@@ -22,6 +24,10 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 pub const MAX_RETRIES: i64 = 100;
 pub const MAX_DELAY_SECONDS: i64 = 7 * 86_400;
 pub const MAX_TIMEOUT_SECONDS: i64 = 7 * 86_400;
+pub const MAX_ENV_VALUE_BYTES: usize = 4096;
+pub const MAX_WORKING_DIR_BYTES: usize = 4096;
+pub const MAX_MISFIRE_GRACE_SECONDS: i64 = 366 * 86_400;
+pub const MAX_CATCH_UP_LIMIT: i64 = 1000;
 
 /// Why an operation was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,14 @@ pub struct TaskPatch {
     pub timeout_seconds: Option<i64>,
     pub status: Option<TaskStatus>,
     pub pause_on_dead_letter: Option<bool>,
+    pub env: Option<Vec<(String, String)>>,
+    /// `Some(None)` clears it.
+    pub working_dir: Option<Option<String>>,
+    pub overlap: Option<Overlap>,
+    pub catch_up: Option<CatchUp>,
+    /// `Some(None)` returns to the service-wide default.
+    pub misfire_grace_seconds: Option<Option<i64>>,
+    pub catch_up_limit: Option<i64>,
 }
 
 /// What `/health` reports.
@@ -72,8 +86,8 @@ impl Scheduler {
             }
         }
         let spec = patch.apply(self.default_spec());
-        let schedule = validate(&spec)?;
-        let now = Timestamp::now();
+        let schedule = validate(&spec, self.config.max_env_entries)?;
+        let now = crate::clock::now();
         let next = next_for(&spec, &schedule, now);
         let task = self
             .store
@@ -92,8 +106,8 @@ impl Scheduler {
     pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
         let current = self.task(id)?;
         let spec = patch.apply(spec_of(&current));
-        let schedule = validate(&spec)?;
-        let now = Timestamp::now();
+        let schedule = validate(&spec, self.config.max_env_entries)?;
+        let now = crate::clock::now();
         let timing_changed = spec.schedule != current.schedule
             || spec.timezone != current.timezone
             || spec.status != current.status;
@@ -125,6 +139,7 @@ impl Scheduler {
         if !deleted {
             return Err(not_found("task", id));
         }
+        self.drop_backlog(id, "task deleted");
         self.tasks.remove(&id);
         log::info!("event=task_deleted task={id}");
         Ok(())
@@ -155,7 +170,7 @@ impl Scheduler {
         if self.running.contains_key(&id) {
             return Err(ApiError::Conflict(format!("task {id} is already running")));
         }
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let start = RunStart {
             task_id: id,
             scheduled_for: now,
@@ -231,7 +246,7 @@ impl Scheduler {
         }
         let run = self
             .store
-            .retry_dead_letter(&letter, Timestamp::now())
+            .retry_dead_letter(&letter, crate::clock::now())
             .map_err(|e| self.store_failed("retry_dead_letter", &e))?
             .ok_or_else(|| ApiError::Conflict(format!("dead letter {id} was already retried")))?;
         self.metrics.retries_total += 1;
@@ -258,7 +273,7 @@ impl Scheduler {
 
     /// Checks that the database can be written (the heartbeat is a write).
     pub fn health(&mut self) -> Health {
-        let result = self.store.heartbeat(Timestamp::now());
+        let result = self.store.heartbeat(crate::clock::now());
         let error = result.as_ref().err().map(|e| e.to_string());
         if let Err(err) = &result {
             self.db_error("heartbeat", err);
@@ -313,6 +328,7 @@ impl Scheduler {
             timeout_seconds: self.config.default_timeout,
             status: TaskStatus::Enabled,
             pause_on_dead_letter: false,
+            policy: Policy::default(),
         }
     }
 
@@ -346,12 +362,24 @@ impl TaskPatch {
             status,
             pause_on_dead_letter
         );
+        let policy = &mut spec.policy;
+        macro_rules! set_policy {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { policy.$field = v; } )* };
+        }
+        set_policy!(
+            env,
+            working_dir,
+            overlap,
+            catch_up,
+            misfire_grace_seconds,
+            catch_up_limit
+        );
         spec
     }
 }
 
 /// Checks every value of `spec`; returns the parsed schedule.
-fn validate(spec: &TaskSpec) -> Result<Schedule> {
+fn validate(spec: &TaskSpec, max_env_entries: usize) -> Result<Schedule> {
     let invalid = |msg: String| Err(ApiError::Invalid(msg));
     if spec.name.trim().is_empty() {
         return invalid("name: must not be empty".into());
@@ -386,6 +414,7 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
         1,
         MAX_TIMEOUT_SECONDS,
     )?;
+    validate_policy(&spec.policy, max_env_entries)?;
     Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
         let text = err.to_string();
         // Zone errors already name their field; others belong to `schedule`.
@@ -395,6 +424,50 @@ fn validate(spec: &TaskSpec) -> Result<Schedule> {
             ApiError::Invalid(format!("schedule: {text}"))
         }
     })
+}
+
+fn validate_policy(policy: &Policy, max_env_entries: usize) -> Result<()> {
+    let invalid = |msg: String| Err(ApiError::Invalid(msg));
+    if policy.env.len() > max_env_entries {
+        return invalid(format!(
+            "env: {} entries, more than the {max_env_entries} allowed (EDGECRON_MAX_ENV_ENTRIES)",
+            policy.env.len()
+        ));
+    }
+    for (key, value) in &policy.env {
+        let valid_key = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key || key.len() > 256 {
+            return invalid(format!(
+                "env: {key:?} is not a variable name (letters, digits and _, not starting with a digit)"
+            ));
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return invalid(format!("env.{key}: contains a newline or NUL character"));
+        }
+        if value.len() > MAX_ENV_VALUE_BYTES {
+            return invalid(format!(
+                "env.{key}: longer than {MAX_ENV_VALUE_BYTES} bytes"
+            ));
+        }
+    }
+    if let Some(dir) = &policy.working_dir
+        && (!dir.starts_with('/') || dir.contains('\0') || dir.len() > MAX_WORKING_DIR_BYTES)
+    {
+        return invalid(format!("working_dir: {dir:?} is not an absolute path"));
+    }
+    if let Some(grace) = policy.misfire_grace_seconds {
+        check_range("misfire_grace_seconds", grace, 0, MAX_MISFIRE_GRACE_SECONDS)?;
+    }
+    check_range(
+        "catch_up_limit",
+        policy.catch_up_limit,
+        1,
+        MAX_CATCH_UP_LIMIT,
+    )
 }
 
 fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<()> {
@@ -425,6 +498,7 @@ fn spec_of(task: &Task) -> TaskSpec {
         timeout_seconds: task.timeout_seconds,
         status: task.status,
         pause_on_dead_letter: task.pause_on_dead_letter,
+        policy: task.policy.clone(),
     }
 }
 

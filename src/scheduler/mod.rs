@@ -7,11 +7,14 @@
 //! and the executor carries them out. Nothing here writes SQL or parses
 //! HTTP.
 
+mod cache;
 mod catchup;
 mod commands;
+mod runs;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,10 +25,11 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::Config;
 use crate::cron::Schedule;
-use crate::exec::{self, Outcome, RunSpec, StopReason};
+use crate::exec::{Outcome, StopReason};
 use crate::metrics::Metrics;
-use crate::model::{Run, RunStatus, Task, TaskStatus, Trigger};
-use crate::store::{RunEnd, RunFollowUp, RunStart, Store, StoreError};
+use crate::model::{Run, RunStatus, Task, TaskStatus};
+use crate::store::{RunEnd, Store, StoreError};
+use runs::{describe, follow_up_for};
 
 pub use commands::{ApiError, TaskPatch};
 
@@ -60,17 +64,29 @@ pub struct Scheduler {
     /// Wall and monotonic clocks at the last loop turn, to detect jumps.
     last_wall: Timestamp,
     last_mono: Instant,
+    schedules: cache::ScheduleCache,
+    /// While loading, `next_run_at` writes are collected here and written
+    /// in one transaction.
+    deferred_next: Option<Vec<(i64, Option<Timestamp>)>>,
+    /// Run ends the database refused, written again each turn.
+    unwritten: Vec<runs::UnwrittenEnd>,
+    shutting_down: bool,
+    /// A file whose existence means the clock is synchronised; firing waits
+    /// for it. None once it has appeared, or when not asked to wait.
+    clock_sync_file: Option<PathBuf>,
 }
 
 /// A task as the scheduler holds it.
 struct Entry {
     task: Task,
-    /// None when the stored expression or zone does not parse (a bad edit
-    /// made directly in the database); such a task never fires.
-    schedule: Option<Schedule>,
+    /// False when the stored expression or zone does not parse (a bad
+    /// edit made directly in the database); such a task never fires.
+    schedulable: bool,
     /// Bumped whenever the task's schedule changes, so that heap entries
     /// pushed before the change are recognised as stale.
     generation: u64,
+    /// Queued runs waiting for the current one to end, oldest first.
+    backlog: VecDeque<i64>,
 }
 
 /// One timer in the heap.
@@ -83,14 +99,24 @@ struct Due {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum DueKind {
-    Fire { generation: u64 },
-    Retry { failed_run: i64 },
+    Fire {
+        generation: u64,
+    },
+    Retry {
+        failed_run: i64,
+    },
+    /// An occurrence whose start the database refused; tried again.
+    Again {
+        scheduled_for: Timestamp,
+    },
 }
 
 /// A command in flight.
 struct Running {
     run_id: i64,
     stop: async_channel::Sender<StopReason>,
+    /// Stopped to make way for a newer occurrence (overlap `replace`).
+    replaced: bool,
 }
 
 /// Sent by a run's future when its command has ended.
@@ -109,7 +135,7 @@ enum ShutdownEvent {
 enum Event {
     Tick,
     Api(ApiCall),
-    Done(RunDone),
+    Done(Box<RunDone>),
     Signal,
     ApiClosed,
 }
@@ -123,7 +149,7 @@ impl Scheduler {
         executor: Rc<LocalExecutor<'static>>,
     ) -> Result<Scheduler, StoreError> {
         let (done_tx, done_rx) = async_channel::unbounded();
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let data_version = store.data_version()?;
         let mut scheduler = Scheduler {
             store,
@@ -141,10 +167,17 @@ impl Scheduler {
             db_healthy: true,
             last_wall: now,
             last_mono: Instant::now(),
+            unwritten: Vec::new(),
+            schedules: cache::ScheduleCache::default(),
+            deferred_next: None,
+            shutting_down: false,
+            clock_sync_file: None,
         };
+        scheduler.clock_sync_file = scheduler.config.clock_sync_file.clone();
         scheduler.settle_interrupted_runs(now)?;
         scheduler.load_tasks()?;
         scheduler.load_pending_retries()?;
+        scheduler.load_queued_runs()?;
         scheduler.store.heartbeat(now)?;
         Ok(scheduler)
     }
@@ -178,7 +211,7 @@ impl Scheduler {
             match event {
                 Event::Tick => {}
                 Event::Api(call) => self.answer(call),
-                Event::Done(done) => self.on_run_done(done),
+                Event::Done(done) => self.on_run_done(*done),
                 Event::ApiClosed => api_open = false,
                 Event::Signal => break,
             }
@@ -215,7 +248,7 @@ impl Scheduler {
         };
         let done = async {
             match self.done_rx.recv().await {
-                Ok(done) => Event::Done(done),
+                Ok(done) => Event::Done(Box::new(done)),
                 Err(_) => futures_lite::future::pending().await,
             }
         };
@@ -245,7 +278,7 @@ impl Scheduler {
         let Some(Reverse(due)) = self.heap.peek() else {
             return MAX_SLEEP;
         };
-        let until = due.at.duration_since(Timestamp::now());
+        let until = due.at.duration_since(crate::clock::now());
         if until.is_negative() {
             return Duration::ZERO;
         }
@@ -261,6 +294,17 @@ impl Scheduler {
     /// like any other failure.
     fn settle_interrupted_runs(&mut self, now: Timestamp) -> Result<(), StoreError> {
         for run in self.store.running_runs()? {
+            // The dead service's command may still be running: it must not
+            // overlap its own retry, and nothing a run starts outlives it.
+            if let Some(pgid) = run.pid.and_then(|p| i32::try_from(p).ok())
+                && crate::exec::kill_leftover_group(pgid, run.pid_start_ticks)
+            {
+                log::warn!(
+                    "event=leftover_process_group_killed task={} run={} pgid={pgid}",
+                    run.task_id,
+                    run.id
+                );
+            }
             let task = self.store.task(run.task_id)?;
             let end = RunEnd {
                 status: RunStatus::Interrupted,
@@ -292,10 +336,13 @@ impl Scheduler {
     fn load_tasks(&mut self) -> Result<(), StoreError> {
         let (tasks, revision) = self.store.all_tasks()?;
         self.revision = revision;
-        let now = Timestamp::now();
+        let now = crate::clock::now();
+        self.deferred_next = Some(Vec::new());
         for task in tasks {
             self.install(task, now, false);
         }
+        let writes = self.deferred_next.take().unwrap_or_default();
+        self.store.set_next_runs(&writes)?;
         log::info!(
             "event=schedule_loaded tasks={} scheduled={}",
             self.tasks.len(),
@@ -317,43 +364,90 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Queued runs survive a restart: they go back into their task's
+    /// backlog and start at the first turn, oldest first.
+    fn load_queued_runs(&mut self) -> Result<(), StoreError> {
+        let queued = self.store.queued_runs()?;
+        for run in &queued {
+            match self.tasks.get_mut(&run.task_id) {
+                Some(entry) => entry.backlog.push_back(run.id),
+                None => self
+                    .store
+                    .drop_queued(run.id, RunStatus::Skipped, "task deleted")?,
+            }
+        }
+        let mut task_ids: Vec<i64> = queued.iter().map(|r| r.task_id).collect();
+        task_ids.dedup();
+        for task_id in task_ids {
+            self.start_next_queued(task_id);
+        }
+        Ok(())
+    }
+
+    /// Whether firing may start: the clock-sync file (if one was asked for)
+    /// exists. Checked each turn until it appears.
+    fn clock_synced(&mut self) -> bool {
+        let Some(path) = &self.clock_sync_file else {
+            return true;
+        };
+        if !path.exists() {
+            return false;
+        }
+        log::info!("event=clock_synchronised file={}", path.display());
+        self.clock_sync_file = None;
+        // Occurrences computed from the unsynchronised clock are recomputed.
+        self.reschedule_all(crate::clock::now());
+        true
+    }
+
     /// Puts `task` into the in-memory schedule, replacing any older copy.
     /// `reschedule` forces the next occurrence to be computed from now
     /// (after an edit); otherwise a stored `next_run_at` is resumed.
-    fn install(&mut self, task: Task, now: Timestamp, reschedule: bool) {
-        let generation = self.tasks.get(&task.id).map_or(0, |e| e.generation + 1);
-        let schedule = match Schedule::parse(&task.schedule, &task.timezone) {
-            Ok(schedule) => Some(schedule),
-            Err(err) => {
-                log::error!("event=task_unschedulable task={} error=\"{err}\"", task.id);
-                None
-            }
-        };
-        let mut entry = Entry {
-            task,
-            schedule,
-            generation,
-        };
+    fn install(&mut self, mut task: Task, now: Timestamp, reschedule: bool) {
+        let old = self.tasks.remove(&task.id);
+        let generation = old.as_ref().map_or(0, |e| e.generation + 1);
+        let backlog = old.map(|e| e.backlog).unwrap_or_default();
+        let schedule = self.schedules.get(&task.schedule, &task.timezone);
+        if schedule.is_none() {
+            let err = Schedule::parse(&task.schedule, &task.timezone).err();
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            log::error!("event=task_unschedulable task={} error=\"{err}\"", task.id);
+        }
+
         // A disabled or unparseable task has no next occurrence.
-        let next = match (&entry.schedule, entry.task.status) {
-            (Some(schedule), TaskStatus::Enabled) => match entry.task.next_run_at {
-                Some(stored) if !reschedule => Some(stored),
-                _ => schedule.next_after(now),
-            },
+        let next = match (&schedule, task.status) {
+            (Some(schedule), TaskStatus::Enabled) => {
+                let real = schedule.next_after(now);
+                match task.next_run_at {
+                    // A stored occurrence later than the schedule's real next
+                    // one was computed while the clock ran ahead (or the
+                    // schedule was edited without it): the real one wins.
+                    Some(stored) if !reschedule && real.is_none_or(|r| stored <= r) => Some(stored),
+                    _ => real,
+                }
+            }
             _ => None,
         };
-        if next != entry.task.next_run_at {
-            entry.task.next_run_at = next;
-            self.note_db(self.store.set_next_run(entry.task.id, next));
+        if next != task.next_run_at {
+            task.next_run_at = next;
+            match &mut self.deferred_next {
+                Some(writes) => writes.push((task.id, next)),
+                None => self.note_db(self.store.set_next_run(task.id, next)),
+            }
         }
         if let Some(at) = next {
-            let kind = DueKind::Fire { generation };
             self.push(Due {
                 at,
-                task_id: entry.task.id,
-                kind,
+                task_id: task.id,
+                kind: DueKind::Fire { generation },
             });
         }
+        let entry = Entry {
+            schedulable: schedule.is_some(),
+            task,
+            generation,
+            backlog,
+        };
         self.tasks.insert(entry.task.id, entry);
     }
 
@@ -361,298 +455,11 @@ impl Scheduler {
         self.heap.push(Reverse(due));
     }
 
-    // ----- firing -----
-
-    fn fire_due(&mut self) {
-        let now = Timestamp::now();
-        while let Some(Reverse(due)) = self.heap.peek() {
-            if due.at > now {
-                break;
-            }
-            let Some(Reverse(due)) = self.heap.pop() else {
-                break;
-            };
-            match due.kind {
-                DueKind::Fire { generation } => self.fire(due.task_id, generation, due.at, now),
-                DueKind::Retry { failed_run } => self.retry(due.task_id, failed_run, due.at, now),
-            }
-        }
-    }
-
-    /// Handles the occurrence of `task_id` at `at`: runs it, or records it
-    /// as skipped or missed, and schedules the next one.
-    fn fire(&mut self, task_id: i64, generation: u64, at: Timestamp, now: Timestamp) {
-        let Some(entry) = self.tasks.get(&task_id) else {
-            return;
-        };
-        if entry.generation != generation || entry.task.status != TaskStatus::Enabled {
-            return;
-        }
-        let Some(schedule) = entry.schedule.clone() else {
-            return;
-        };
-
-        let plan = catchup::plan(&schedule, at, now, self.config.misfire_grace);
-        let next = plan.next;
-        if let Some(missed) = &plan.missed {
-            self.metrics.missed_total += missed.count;
-            let reason = missed.describe();
-            log::warn!("event=occurrences_missed task={task_id} {reason}");
-            let result =
-                self.store
-                    .record_unrun(task_id, missed.first, RunStatus::Missed, &reason, next);
-            self.note_db(result);
-        }
-        if let Some(occurrence) = plan.run {
-            self.start_occurrence(task_id, occurrence, next, now);
-        } else if plan.missed.is_none() {
-            self.note_db(self.store.set_next_run(task_id, next));
-        }
-
-        if let Some(entry) = self.tasks.get_mut(&task_id) {
-            entry.task.next_run_at = next;
-        }
-        if let Some(at) = next {
-            self.push(Due {
-                at,
-                task_id,
-                kind: DueKind::Fire { generation },
-            });
-        }
-    }
-
-    fn start_occurrence(
-        &mut self,
-        task_id: i64,
-        at: Timestamp,
-        next: Option<Timestamp>,
-        now: Timestamp,
-    ) {
-        if self.running.contains_key(&task_id) {
-            self.metrics.skipped_total += 1;
-            let reason = "previous run still going";
-            log::info!(
-                "event=occurrence_skipped task={task_id} scheduled_for={at} reason=\"{reason}\""
-            );
-            let result = self
-                .store
-                .record_unrun(task_id, at, RunStatus::Skipped, reason, next);
-            self.note_db(result);
-            return;
-        }
-        let start = RunStart {
-            task_id,
-            scheduled_for: at,
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            started_at: now,
-        };
-        match self.store.start_run(&start, next) {
-            Ok(Some(run)) => self.launch(run),
-            Ok(None) => {
-                log::info!("event=occurrence_already_run task={task_id} scheduled_for={at}");
-                self.note_db(self.store.set_next_run(task_id, next));
-            }
-            Err(err) => self.db_error("start_run", &err),
-        }
-    }
-
-    fn retry(&mut self, task_id: i64, failed_run: i64, at: Timestamp, now: Timestamp) {
-        if !self.tasks.contains_key(&task_id) {
-            log::info!(
-                "event=retry_dropped task={task_id} run={failed_run} reason=\"task deleted\""
-            );
-            self.note_db(self.store.clear_retry(failed_run));
-            return;
-        }
-        if self.running.contains_key(&task_id) {
-            // Never two runs of a task at once: try again when it may be free.
-            let later = now + SignedDuration::from_secs(1);
-            self.push(Due {
-                at: later,
-                task_id,
-                kind: DueKind::Retry { failed_run },
-            });
-            return;
-        }
-        let failed = match self.store.run(failed_run) {
-            Ok(Some(run)) if run.retry_at.is_some() => run,
-            Ok(_) => return,
-            Err(err) => return self.db_error("load_failed_run", &err),
-        };
-        let start = RunStart {
-            task_id,
-            scheduled_for: failed.scheduled_for,
-            trigger: Trigger::Retry,
-            attempt: failed.attempt + 1,
-            started_at: now,
-        };
-        match self.store.start_retry(failed_run, &start) {
-            Ok(Some(run)) => {
-                self.metrics.retries_total += 1;
-                log::info!(
-                    "event=retry_started task={task_id} run={} attempt={} due={at}",
-                    run.id,
-                    run.attempt
-                );
-                self.launch(run);
-            }
-            Ok(None) => log::info!("event=retry_already_run task={task_id} run={failed_run}"),
-            Err(err) => {
-                self.db_error("start_retry", &err);
-                // Keep the failure's consequence: try again shortly.
-                let later = now + SignedDuration::from_secs(5);
-                self.push(Due {
-                    at: later,
-                    task_id,
-                    kind: DueKind::Retry { failed_run },
-                });
-            }
-        }
-    }
-
-    /// Spawns the command of a run the store has just started.
-    fn launch(&mut self, run: Run) {
-        let Some(entry) = self.tasks.get(&run.task_id) else {
-            return;
-        };
-        let task = &entry.task;
-        let spec = RunSpec {
-            command: task.command.clone(),
-            timeout: Duration::from_secs(task.timeout_seconds.max(1) as u64),
-            kill_grace: exec::TIMEOUT_KILL_GRACE,
-            env: run_environment(task, &run),
-        };
-        log::info!(
-            "event=run_started task={} run={} trigger={} attempt={} scheduled_for={}",
-            run.task_id,
-            run.id,
-            run.trigger.as_str(),
-            run.attempt,
-            run.scheduled_for
-        );
-        let (stop_tx, stop_rx) = async_channel::bounded(2);
-        self.running.insert(
-            run.task_id,
-            Running {
-                run_id: run.id,
-                stop: stop_tx,
-            },
-        );
-        let done = self.done_tx.clone();
-        let task_id = run.task_id;
-        self.executor
-            .spawn(async move {
-                let outcome = exec::execute(spec, stop_rx).await;
-                let _ = done
-                    .send(RunDone {
-                        task_id,
-                        run,
-                        outcome,
-                    })
-                    .await;
-            })
-            .detach();
-    }
-
-    fn on_run_done(&mut self, done: RunDone) {
-        let RunDone {
-            task_id,
-            run,
-            outcome,
-        } = done;
-        if self
-            .running
-            .get(&task_id)
-            .is_some_and(|r| r.run_id == run.id)
-        {
-            self.running.remove(&task_id);
-        }
-        let now = Timestamp::now();
-        let task = self.tasks.get(&task_id).map(|e| &e.task);
-        let follow_up = follow_up_for(task, &run, outcome.status, now);
-        let end = RunEnd {
-            status: outcome.status,
-            finished_at: now,
-            duration_ms: outcome.duration.as_millis() as i64,
-            exit_code: outcome.exit_code,
-            output: outcome.output,
-            output_dropped_bytes: outcome.output_dropped_bytes,
-            error: outcome.error,
-        };
-        self.metrics
-            .record_run(end.status, outcome.duration.as_secs_f64());
-        self.log_run_end(&run, &end, &follow_up);
-
-        match self.store.finish_run(run.id, &end, &follow_up) {
-            Ok(_) => self.apply_follow_up(task_id, run.id, &follow_up),
-            Err(err) => self.db_error("finish_run", &err),
-        }
-        let keep_after = now - SignedDuration::from_hours(24 * self.config.keep_days);
-        self.note_db(
-            self.store
-                .prune_runs(task_id, self.config.keep_runs, keep_after)
-                .map(|_| ()),
-        );
-    }
-
-    fn log_run_end(&self, run: &Run, end: &RunEnd, follow_up: &RunFollowUp) {
-        let line = format!(
-            "event=run_finished task={} run={} attempt={} status={} exit_code={} duration_ms={} \
-             dropped_bytes={} follow_up={}",
-            run.task_id,
-            run.id,
-            run.attempt,
-            end.status.as_str(),
-            end.exit_code.map_or("none".into(), |c| c.to_string()),
-            end.duration_ms,
-            end.output_dropped_bytes,
-            describe(follow_up),
-        );
-        if end.status == RunStatus::Succeeded {
-            log::info!("{line}");
-        } else {
-            log::warn!("{line} error=\"{}\"", end.error.as_deref().unwrap_or(""));
-        }
-    }
-
-    fn apply_follow_up(&mut self, task_id: i64, run_id: i64, follow_up: &RunFollowUp) {
-        match follow_up {
-            RunFollowUp::Nothing => {}
-            RunFollowUp::RetryAt(at) => {
-                log::info!("event=retry_scheduled task={task_id} run={run_id} at={at}");
-                self.push(Due {
-                    at: *at,
-                    task_id,
-                    kind: DueKind::Retry { failed_run: run_id },
-                });
-            }
-            RunFollowUp::DeadLetter { pause_task } => {
-                self.metrics.dead_letters_total += 1;
-                log::error!("event=dead_lettered task={task_id} run={run_id} paused={pause_task}");
-                if *pause_task {
-                    self.reload_task(task_id);
-                }
-            }
-        }
-    }
-
-    /// Re-reads one task after the scheduler changed it in the store.
-    fn reload_task(&mut self, task_id: i64) {
-        match self.store.task(task_id) {
-            Ok(Some(task)) => self.install(task, Timestamp::now(), true),
-            Ok(None) => {
-                self.tasks.remove(&task_id);
-            }
-            Err(err) => self.db_error("reload_task", &err),
-        }
-    }
-
     // ----- the poller and the clock -----
 
     /// Picks up task changes made directly in the database.
     fn poll(&mut self) {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         self.note_db(self.store.heartbeat(now));
         let version = match self.store.data_version() {
             Ok(version) => version,
@@ -685,6 +492,7 @@ impl Scheduler {
             self.install(task, now, reschedule);
         }
         for id in changes.deleted {
+            self.drop_backlog(id, "task deleted");
             if self.tasks.remove(&id).is_some() {
                 self.metrics.poll_changes_total += 1;
                 log::info!("event=task_deleted_in_db task={id}");
@@ -708,7 +516,7 @@ impl Scheduler {
     /// Notices a wall-clock jump (the wall clock moved differently from the
     /// monotonic clock) and recomputes every task's next occurrence.
     fn check_clock(&mut self) {
-        let wall = Timestamp::now();
+        let wall = crate::clock::now();
         let mono = Instant::now();
         let wall_elapsed = wall.duration_since(self.last_wall).as_secs_f64();
         let mono_elapsed = mono.duration_since(self.last_mono).as_secs_f64();
@@ -723,41 +531,40 @@ impl Scheduler {
             // Backwards: keep each task's next occurrence as it is, so nothing
             // already run runs again; but one far ahead (set while the clock
             // was wrong) is brought back to the next real occurrence.
-            self.reschedule_all(wall, false);
+            self.reschedule_all(wall);
         } else {
             // Forwards: occurrences now in the past fire through the
             // catch-up rule at the next turn.
         }
     }
 
-    /// Recomputes next occurrences after a backward jump: any stored next
-    /// occurrence later than the schedule's real next one is pulled in.
-    fn reschedule_all(&mut self, now: Timestamp, _force: bool) {
-        let ids: Vec<i64> = self.tasks.keys().copied().collect();
-        for id in ids {
-            let Some(entry) = self.tasks.get(&id) else {
+    /// Recomputes next occurrences after a backward jump: a stored next
+    /// occurrence later than the schedule's real next one is pulled in
+    /// (`install` keeps the earlier of the two). Occurrences already run are
+    /// not run again: the database refuses a second run of one.
+    fn reschedule_all(&mut self, now: Timestamp) {
+        let mut stale = Vec::new();
+        for entry in self.tasks.values() {
+            let Some(stored) = entry.task.next_run_at else {
                 continue;
             };
-            let (Some(schedule), Some(stored)) = (&entry.schedule, entry.task.next_run_at) else {
+            let Some(schedule) = self
+                .schedules
+                .get(&entry.task.schedule, &entry.task.timezone)
+            else {
                 continue;
             };
-            let real = schedule.next_after(now);
-            if real.is_some_and(|r| r < stored) {
-                let task = entry.task.clone();
-                self.install(
-                    Task {
-                        next_run_at: real,
-                        ..task
-                    },
-                    now,
-                    false,
-                );
+            if schedule.next_after(now).is_some_and(|real| real < stored) {
+                stale.push(entry.task.clone());
             }
+        }
+        for task in stale {
+            self.install(task, now, false);
         }
     }
 
     fn maintain(&mut self) {
-        let cutoff = Timestamp::now() - SignedDuration::from_hours(24 * self.config.keep_days);
+        let cutoff = crate::clock::now() - SignedDuration::from_hours(24 * self.config.keep_days);
         match self.store.prune_all_before(cutoff) {
             Ok(pruned) if pruned > 0 => log::info!("event=runs_pruned count={pruned}"),
             Ok(_) => {}
@@ -771,6 +578,7 @@ impl Scheduler {
     async fn shutdown(&mut self, signals: Option<&mut async_signal::Signals>) {
         crate::notify::stopping();
         let running = self.running.len();
+        self.shutting_down = true;
         log::info!("event=shutdown_started running={running}");
         for run in self.running.values() {
             let _ = run.stop.try_send(StopReason::Shutdown {
@@ -842,48 +650,4 @@ impl Scheduler {
         }
         log::error!("event=db_error op={op} error=\"{err}\"");
     }
-}
-
-/// What follows a run that ended with `status`, under `task`'s retry policy.
-/// A run of a deleted task has no follow-up.
-fn follow_up_for(task: Option<&Task>, run: &Run, status: RunStatus, now: Timestamp) -> RunFollowUp {
-    let Some(task) = task else {
-        return RunFollowUp::Nothing;
-    };
-    if !status.is_failure() {
-        return RunFollowUp::Nothing;
-    }
-    // A retry of a dead letter (attempt beyond the budget) is one more try.
-    if run.attempt <= task.max_retries {
-        let delay = SignedDuration::from_secs(task.retry_delay_seconds.max(0));
-        RunFollowUp::RetryAt(now + delay)
-    } else {
-        RunFollowUp::DeadLetter {
-            pause_task: task.pause_on_dead_letter,
-        }
-    }
-}
-
-fn describe(follow_up: &RunFollowUp) -> String {
-    match follow_up {
-        RunFollowUp::Nothing => "none".into(),
-        RunFollowUp::RetryAt(at) => format!("retry_at:{at}"),
-        RunFollowUp::DeadLetter { .. } => "dead_letter".into(),
-    }
-}
-
-/// The variables a command sees on top of the service's environment, so a
-/// script can tell which occurrence it serves and make itself idempotent.
-fn run_environment(task: &Task, run: &Run) -> Vec<(String, String)> {
-    vec![
-        ("EDGECRON_TASK_ID".into(), task.id.to_string()),
-        ("EDGECRON_TASK_NAME".into(), task.name.clone()),
-        ("EDGECRON_RUN_ID".into(), run.id.to_string()),
-        ("EDGECRON_ATTEMPT".into(), run.attempt.to_string()),
-        ("EDGECRON_TRIGGER".into(), run.trigger.as_str().into()),
-        (
-            "EDGECRON_SCHEDULED_FOR".into(),
-            crate::model::format_instant(run.scheduled_for),
-        ),
-    ]
 }

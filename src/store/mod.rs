@@ -12,10 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::model::{
-    DeadLetter, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger, format_instant, parse_instant,
+    CatchUp, DeadLetter, Overlap, Policy, Run, RunStatus, Task, TaskSpec, TaskStatus, Trigger,
+    decode_env, encode_env, format_instant, parse_instant,
 };
 
 /// How long a statement waits for another connection's lock (for example an
@@ -94,14 +95,14 @@ impl Store {
         // written; NORMAL sync is durable across a process crash and loses
         // at most the last commits on power loss, which the at-least-once
         // promise already covers.
+        // Must come before anything writes the file's header (WAL does), or
+        // it only takes effect after a full VACUUM.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             log::warn!("event=db_journal_mode mode={mode} msg=\"WAL not available\"");
         }
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA auto_vacuum = INCREMENTAL;",
-        )?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         let mut store = Store { conn };
         store.migrate()?;
         Ok(store)
@@ -130,26 +131,17 @@ impl Store {
     // ----- tasks -----
 
     pub fn insert_task(&self, spec: &TaskSpec, next_run_at: Option<Timestamp>) -> Result<Task> {
-        let now = format_instant(Timestamp::now());
+        let values = spec_values(spec, next_run_at);
         self.conn.execute(
             "INSERT INTO tasks (name, description, schedule, command, timezone, max_retries,
                 retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter, next_run_at,
-                created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-            params![
-                spec.name,
-                spec.description,
-                spec.schedule,
-                spec.command,
-                spec.timezone,
-                spec.max_retries,
-                spec.retry_delay_seconds,
-                spec.timeout_seconds,
-                spec.status.as_str(),
-                spec.pause_on_dead_letter,
-                next_run_at.map(format_instant),
-                now,
-            ],
+                created_at, updated_at, env, working_dir, overlap, catch_up,
+                misfire_grace_seconds, catch_up_limit)
+             VALUES (:name, :description, :schedule, :command, :timezone, :max_retries,
+                :retry_delay_seconds, :timeout_seconds, :status, :pause_on_dead_letter,
+                :next_run_at, :now, :now, :env, :working_dir, :overlap, :catch_up,
+                :misfire_grace_seconds, :catch_up_limit)",
+            values.as_params().as_slice(),
         )?;
         self.task_or_err(self.conn.last_insert_rowid())
     }
@@ -162,26 +154,18 @@ impl Store {
         spec: &TaskSpec,
         next_run_at: Option<Timestamp>,
     ) -> Result<Option<Task>> {
+        let mut values = spec_values(spec, next_run_at);
+        values.0.push((":id", Box::new(id)));
         let changed = self.conn.execute(
-            "UPDATE tasks SET name = ?2, description = ?3, schedule = ?4, command = ?5,
-                timezone = ?6, max_retries = ?7, retry_delay_seconds = ?8, timeout_seconds = ?9,
-                status = ?10, pause_on_dead_letter = ?11, next_run_at = ?12, updated_at = ?13
-             WHERE id = ?1",
-            params![
-                id,
-                spec.name,
-                spec.description,
-                spec.schedule,
-                spec.command,
-                spec.timezone,
-                spec.max_retries,
-                spec.retry_delay_seconds,
-                spec.timeout_seconds,
-                spec.status.as_str(),
-                spec.pause_on_dead_letter,
-                next_run_at.map(format_instant),
-                format_instant(Timestamp::now()),
-            ],
+            "UPDATE tasks SET name = :name, description = :description, schedule = :schedule,
+                command = :command, timezone = :timezone, max_retries = :max_retries,
+                retry_delay_seconds = :retry_delay_seconds, timeout_seconds = :timeout_seconds,
+                status = :status, pause_on_dead_letter = :pause_on_dead_letter,
+                next_run_at = :next_run_at, updated_at = :now, env = :env,
+                working_dir = :working_dir, overlap = :overlap, catch_up = :catch_up,
+                misfire_grace_seconds = :misfire_grace_seconds, catch_up_limit = :catch_up_limit
+             WHERE id = :id",
+            values.as_params().as_slice(),
         )?;
         if changed == 0 {
             return Ok(None);
@@ -285,13 +269,30 @@ impl Store {
         Ok(())
     }
 
+    /// `set_next_run` for many tasks in one transaction (startup).
+    pub fn set_next_runs(&mut self, writes: &[(i64, Option<Timestamp>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("UPDATE tasks SET next_run_at = ?2 WHERE id = ?1")?;
+            for (task_id, next) in writes {
+                stmt.execute(params![task_id, next.map(format_instant)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Sets a task's status on the scheduler's behalf (pausing after a dead
     /// letter); returns the updated task.
     pub fn set_task_status(&self, task_id: i64, status: TaskStatus) -> Result<Option<Task>> {
         self.conn.execute(
             "UPDATE tasks SET status = ?2, updated_at = ?3,
                 next_run_at = CASE WHEN ?2 = 'enabled' THEN next_run_at END WHERE id = ?1",
-            params![task_id, status.as_str(), format_instant(Timestamp::now())],
+            params![
+                task_id,
+                status.as_str(),
+                format_instant(crate::clock::now())
+            ],
         )?;
         self.task(task_id)
     }
@@ -321,6 +322,77 @@ impl Store {
         Ok(run)
     }
 
+    /// Records an occurrence that waits for the task's current run to end.
+    /// None when the occurrence already has a run.
+    pub fn queue_run(
+        &mut self,
+        task_id: i64,
+        scheduled_for: Timestamp,
+        next: Option<Timestamp>,
+    ) -> Result<Option<Run>> {
+        let tx = self.conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status)
+             VALUES (?1, ?2, 'schedule', 1, 'queued') ON CONFLICT DO NOTHING",
+            params![task_id, format_instant(scheduled_for)],
+        )?;
+        let run = if inserted == 0 {
+            None
+        } else {
+            run_in(&tx, tx.last_insert_rowid())?
+        };
+        tx.execute(
+            "UPDATE tasks SET next_run_at = ?2 WHERE id = ?1",
+            params![task_id, next.map(format_instant)],
+        )?;
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// Starts a queued run: it becomes running and takes the task's lock.
+    pub fn start_queued(&mut self, run_id: i64, started_at: Timestamp) -> Result<Option<Run>> {
+        let tx = self.conn.transaction()?;
+        let started = format_instant(started_at);
+        let changed = tx.execute(
+            "UPDATE runs SET status = 'running', started_at = ?2
+             WHERE id = ?1 AND status = 'queued'",
+            params![run_id, started],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let run = run_in(&tx, run_id)?;
+        if let Some(run) = &run {
+            tx.execute(
+                "UPDATE tasks SET locked_at = ?2, last_run_at = ?2 WHERE id = ?1",
+                params![run.task_id, started],
+            )?;
+        }
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// Runs waiting for their task, oldest occurrence first.
+    pub fn queued_runs(&self) -> Result<Vec<Run>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued'
+             ORDER BY task_id, scheduled_for"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a queued run as not run after all (its task was deleted or
+    /// disabled, or a newer occurrence replaced it).
+    pub fn drop_queued(&self, run_id: i64, status: RunStatus, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, error = ?3 WHERE id = ?1 AND status = 'queued'",
+            params![run_id, status.as_str(), reason],
+        )?;
+        Ok(())
+    }
+
     /// Records an occurrence that did not run (skipped or missed).
     pub fn record_unrun(
         &mut self,
@@ -332,13 +404,16 @@ impl Store {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status, error)
-             VALUES (?1, ?2, 'schedule', 1, ?3, ?4) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (task_id, scheduled_for, trigger, attempt, status, error, finished_at)
+             VALUES (?1, ?2, 'schedule', 1, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![
                 task_id,
                 format_instant(scheduled_for),
                 status.as_str(),
-                reason
+                reason,
+                // Retention ages the row from when it was written, so a
+                // summary of a month's downtime is not pruned at once.
+                format_instant(crate::clock::now()),
             ],
         )?;
         tx.execute(
@@ -413,6 +488,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records the process group of a run that has just started.
+    pub fn set_run_process(&self, run_id: i64, pid: i32, start_ticks: Option<i64>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET pid = ?2, pid_start_ticks = ?3 WHERE id = ?1",
+            params![run_id, pid, start_ticks],
+        )?;
+        Ok(())
+    }
+
     /// Runs left `running` by a process that is gone.
     pub fn running_runs(&self) -> Result<Vec<Run>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY id");
@@ -433,7 +517,7 @@ impl Store {
     /// finished before `older_than`. Returns how many went.
     pub fn prune_runs(&self, task_id: i64, keep: i64, older_than: Timestamp) -> Result<usize> {
         let pruned = self.conn.execute(
-            "DELETE FROM runs WHERE task_id = ?1 AND status <> 'running' AND retry_at IS NULL
+            "DELETE FROM runs WHERE task_id = ?1 AND status NOT IN ('running', 'queued') AND retry_at IS NULL
                AND (id < (SELECT COALESCE(MIN(id), 0) FROM
                           (SELECT id FROM runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2))
                     OR COALESCE(finished_at, scheduled_for) < ?3)",
@@ -446,7 +530,7 @@ impl Store {
     /// ended before `older_than`.
     pub fn prune_all_before(&self, older_than: Timestamp) -> Result<usize> {
         let pruned = self.conn.execute(
-            "DELETE FROM runs WHERE status <> 'running' AND retry_at IS NULL
+            "DELETE FROM runs WHERE status NOT IN ('running', 'queued') AND retry_at IS NULL
                AND COALESCE(finished_at, scheduled_for) < ?1",
             [format_instant(older_than)],
         )?;
@@ -559,13 +643,54 @@ impl Store {
 
 const TASK_COLUMNS: &str = "id, name, description, schedule, command, timezone, max_retries,
     retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter, next_run_at, last_run_at,
-    last_status, created_at, updated_at, revision";
+    last_status, created_at, updated_at, revision, env, working_dir, overlap, catch_up,
+    misfire_grace_seconds, catch_up_limit";
 
 const RUN_COLUMNS: &str = "id, task_id, scheduled_for, trigger, attempt, status, started_at,
-    finished_at, duration_ms, exit_code, output, output_dropped_bytes, error, retry_at";
+    finished_at, duration_ms, exit_code, output, output_dropped_bytes, error, retry_at, pid, pid_start_ticks";
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, task_id, run_id, scheduled_for, failed_at, attempts, last_error, exit_code, output";
+
+/// A task's client-set fields as named SQL parameters, shared by insert
+/// and update so the two cannot drift apart.
+struct SpecValues(Vec<(&'static str, Box<dyn ToSql>)>);
+
+impl SpecValues {
+    fn as_params(&self) -> Vec<(&str, &dyn ToSql)> {
+        self.0
+            .iter()
+            .map(|(name, value)| (*name, value.as_ref()))
+            .collect()
+    }
+}
+
+fn spec_values(spec: &TaskSpec, next_run_at: Option<Timestamp>) -> SpecValues {
+    let policy = &spec.policy;
+    SpecValues(vec![
+        (":name", Box::new(spec.name.clone())),
+        (":description", Box::new(spec.description.clone())),
+        (":schedule", Box::new(spec.schedule.clone())),
+        (":command", Box::new(spec.command.clone())),
+        (":timezone", Box::new(spec.timezone.clone())),
+        (":max_retries", Box::new(spec.max_retries)),
+        (":retry_delay_seconds", Box::new(spec.retry_delay_seconds)),
+        (":timeout_seconds", Box::new(spec.timeout_seconds)),
+        (":status", Box::new(spec.status.as_str())),
+        (":pause_on_dead_letter", Box::new(spec.pause_on_dead_letter)),
+        (":next_run_at", Box::new(next_run_at.map(format_instant))),
+        (":now", Box::new(format_instant(crate::clock::now()))),
+        (":env", Box::new(encode_env(&policy.env))),
+        (":working_dir", Box::new(policy.working_dir.clone())),
+        (":overlap", Box::new(policy.overlap.as_str())),
+        (":catch_up", Box::new(policy.catch_up.as_str())),
+        (
+            ":misfire_grace_seconds",
+            Box::new(policy.misfire_grace_seconds),
+        ),
+        (":catch_up_limit", Box::new(policy.catch_up_limit)),
+    ])
+}
 
 fn current_revision(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT seq FROM change_seq WHERE id = 1", [], |r| r.get(0))
@@ -664,6 +789,14 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         created_at: required_instant(row, 14)?,
         updated_at: required_instant(row, 15)?,
         revision: row.get(16)?,
+        policy: Policy {
+            env: decode_env(&row.get::<_, String>(17)?),
+            working_dir: row.get(18)?,
+            overlap: Overlap::parse(&row.get::<_, String>(19)?).unwrap_or(Overlap::Skip),
+            catch_up: CatchUp::parse(&row.get::<_, String>(20)?).unwrap_or(CatchUp::Latest),
+            misfire_grace_seconds: row.get(21)?,
+            catch_up_limit: row.get(22)?,
+        },
     })
 }
 
@@ -685,6 +818,8 @@ fn run_from_row(row: &Row) -> rusqlite::Result<Run> {
         output_dropped_bytes: row.get(11)?,
         error: row.get(12)?,
         retry_at: instant(row, 13)?,
+        pid: row.get(14)?,
+        pid_start_ticks: row.get(15)?,
     })
 }
 

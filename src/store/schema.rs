@@ -95,4 +95,37 @@ pub const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     "#,
+    // 2: per-task environment, working directory, overlap and catch-up
+    // policies; queued runs; the update trigger learns the new columns.
+    r#"
+    ALTER TABLE tasks ADD COLUMN env TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN working_dir TEXT;
+    ALTER TABLE tasks ADD COLUMN overlap TEXT NOT NULL DEFAULT 'skip'
+        CHECK (overlap IN ('skip', 'queue', 'replace'));
+    ALTER TABLE tasks ADD COLUMN catch_up TEXT NOT NULL DEFAULT 'latest'
+        CHECK (catch_up IN ('none', 'latest', 'all'));
+    ALTER TABLE tasks ADD COLUMN misfire_grace_seconds INTEGER
+        CHECK (misfire_grace_seconds IS NULL OR misfire_grace_seconds >= 0);
+    ALTER TABLE tasks ADD COLUMN catch_up_limit INTEGER NOT NULL DEFAULT 10
+        CHECK (catch_up_limit >= 1);
+
+    DROP TRIGGER tasks_revision_on_update;
+    CREATE TRIGGER tasks_revision_on_update
+        AFTER UPDATE OF name, description, schedule, command, timezone, max_retries,
+                        retry_delay_seconds, timeout_seconds, status, pause_on_dead_letter,
+                        env, working_dir, overlap, catch_up, misfire_grace_seconds,
+                        catch_up_limit
+        ON tasks
+    BEGIN
+        UPDATE change_seq SET seq = seq + 1 WHERE id = 1;
+        UPDATE tasks SET revision = (SELECT seq FROM change_seq WHERE id = 1) WHERE id = NEW.id;
+    END;
+
+    CREATE INDEX runs_queued ON runs (task_id, scheduled_for) WHERE status = 'queued';
+
+    -- The process group of a running run, so that a restart after a crash
+    -- can kill what the dead service left running.
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_start_ticks INTEGER;
+    "#,
 ];

@@ -46,6 +46,8 @@ pub struct Server {
     child: Option<Child>,
     pub addr: String,
     pub db: PathBuf,
+    /// Sent as a bearer token with every request made through `request`.
+    pub token: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -54,6 +56,7 @@ pub struct Options {
     pub db: PathBuf,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    pub token: Option<String>,
 }
 
 impl Options {
@@ -62,7 +65,14 @@ impl Options {
             db: db.to_path_buf(),
             env: vec![],
             args: vec![],
+            token: None,
         }
+    }
+
+    /// Requires `token` (through `EDGECRON_TOKEN`) and sends it.
+    pub fn token(mut self, token: &str) -> Options {
+        self.token = Some(token.into());
+        self.env("EDGECRON_TOKEN", token)
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Options {
@@ -80,6 +90,32 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_edgecron")
 }
 
+/// `edgecron serve` on database `db`, with none of the caller's settings
+/// that would change what a test sees.
+pub fn serve_command(db: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command.arg("serve");
+    for name in [
+        "JOURNAL_STREAM",
+        "NOTIFY_SOCKET",
+        "EDGECRON_LISTEN",
+        "PORT",
+        "EDGECRON_TOKEN",
+        "EDGECRON_TOKEN_FILE",
+        "EDGECRON_METRICS_PUBLIC",
+        "EDGECRON_INSECURE_NO_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("SCHED_DB_PATH", db)
+        .env("LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 impl Server {
     /// Starts a server on a fresh database in `dir`.
     pub fn start(dir: &TempDir) -> Server {
@@ -88,19 +124,11 @@ impl Server {
 
     /// Starts a server and waits until it logs the address it listens on.
     pub fn start_with(options: Options) -> Server {
-        let mut command = Command::new(binary());
+        let mut command = serve_command(&options.db);
         command
-            .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .args(&options.args)
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env("SCHED_DB_PATH", &options.db)
-            .env("LOG_LEVEL", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .args(&options.args);
         for (k, v) in &options.env {
             command.env(k, v);
         }
@@ -131,6 +159,7 @@ impl Server {
             child: Some(child),
             addr,
             db: options.db,
+            token: options.token,
             log,
         }
     }
@@ -144,7 +173,10 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        http(&self.addr, method, path, body.map(str::as_bytes), &[])
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http(&self.addr, method, path, body.map(str::as_bytes), &headers)
     }
 
     /// Creates a task from a JSON body, panicking unless the server answers 201.
@@ -224,6 +256,17 @@ pub fn open_db(path: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// Starts a server on a fresh database in `dir` whose wall clock is
+/// shifted by the seconds in the returned file (initially `seconds`);
+/// writing the file jumps the clock (see src/clock.rs).
+pub fn start_with_clock_offset(dir: &TempDir, seconds: &str) -> (Server, PathBuf) {
+    let offset = dir.path().join("clock-offset");
+    std::fs::write(&offset, seconds).unwrap();
+    let options = Options::new(&dir.path().join("edgecron.db"))
+        .env("EDGECRON_TEST_CLOCK_OFFSET_FILE", offset.to_str().unwrap());
+    (Server::start_with(options), offset)
+}
+
 /// The value of `key=value` in a log line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -287,6 +330,18 @@ pub fn http(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+/// Sends `bytes` as they are on a fresh connection and reads the answer.
+pub fn raw_request(addr: &str, bytes: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     parse_reply(&raw)
