@@ -201,7 +201,19 @@ fn bad_query_parameters_are_named() {
     assert_error(&server.get("/tasks?limit=0"), 400, "limit");
     assert_error(&server.get("/tasks?limit=x"), 400, "limit");
     assert_error(&server.get("/tasks?status=maybe"), 400, "status");
-    assert_error(&server.get("/dead-letters?task_id=-3"), 404, "task_id");
+    assert_error(&server.get("/dead-letters?task_id=-3"), 400, "task_id");
+}
+
+/// Found by schemathesis: a malformed `task_id` filter answered 404, a
+/// status the contract does not list for a collection.
+#[test]
+fn dead_letters_with_malformed_task_id_is_400() {
+    let (_dir, server) = server();
+    for bad in ["9223372036854775808", "0", "abc", ""] {
+        let reply = server.get(&format!("/dead-letters?task_id={bad}"));
+        assert_error(&reply, 400, "task_id");
+    }
+    assert_eq!(server.get("/dead-letters?task_id=7").status, 200);
 }
 
 #[test]

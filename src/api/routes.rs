@@ -15,6 +15,9 @@ const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 100;
 /// `/cron/next` computes at most this many instants.
 const MAX_PREVIEW: usize = 1000;
+/// The API contract, served at `/openapi.json`; schemathesis checks the
+/// service against it (`scripts/schemathesis`).
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// Fields a client may send back unchanged (from a GET); they are ignored.
 const READ_ONLY_FIELDS: [&str; 6] = [
@@ -64,6 +67,7 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
             body: s.metrics_text(),
             headers: Vec::new(),
         }),
+        (["openapi.json"], "GET") => Ok(Response::json(200, OPENAPI.into())),
         (["tasks"], "GET") => {
             let status = query_status(req)?;
             let (limit, offset) = paging(req)?;
@@ -99,8 +103,13 @@ fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
         }
         (["runs", id], "GET") => Ok(ok(&RunView::from(&s.run_by_id(parse_id("run", id)?)?))),
         (["dead-letters"], "GET") => {
+            // A malformed filter is a bad request, not a missing resource.
             let task_id = query(req, "task_id")
-                .map(|v| parse_id("task_id", v))
+                .map(|v| {
+                    parse_id("task_id", v).map_err(|_| {
+                        ApiError::Invalid(format!("task_id: {v:?} is not a positive integer"))
+                    })
+                })
                 .transpose()?;
             let (limit, offset) = paging(req)?;
             let letters = s.dead_letters(task_id, limit, offset)?;
@@ -133,6 +142,7 @@ fn not_routed(path: &[&str]) -> Error {
         ["health"] | ["metrics"] | ["runs", _] | ["tasks", _, "runs"] | ["cron", "next"] => {
             Some("GET")
         }
+        ["openapi.json"] => Some("GET"),
         ["tasks"] => Some("GET, POST"),
         ["tasks", _] => Some("GET, PUT, PATCH, DELETE"),
         ["tasks", _, "run"] | ["dead-letters", _, "retry"] => Some("POST"),
@@ -216,7 +226,9 @@ fn task_patch(body: &[u8]) -> Result<TaskPatch> {
     decode_task(body).map_err(|m| ApiError::Invalid(m).into())
 }
 
-fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
+/// Decodes a task body without touching the scheduler; public for the
+/// fuzz target.
+pub fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
     if text.trim().is_empty() {
         return Err("body: expected a JSON object with the task's fields".into());
