@@ -281,3 +281,37 @@ fn overlong_and_out_of_range_values_are_named() {
     }
     assert_eq!(server.get("/tasks").body, "[]");
 }
+
+#[test]
+fn unknown_or_repeated_query_parameters_are_named() {
+    let (_dir, server) = server();
+    assert_error(
+        &server.get("/tasks?stauts=enabled"),
+        400,
+        "stauts: unknown query parameter",
+    );
+    assert_error(
+        &server.get("/tasks?limit=1&limit=2"),
+        400,
+        "limit: given twice",
+    );
+    assert_error(
+        &server.get("/health?x=1"),
+        400,
+        "x: unknown query parameter",
+    );
+    assert_error(
+        &server.get("/cron/next?expr=61+*+*+*+*"),
+        400,
+        "expr: minute: 61 is out of range",
+    );
+}
+
+#[test]
+fn time_zones_are_stored_under_their_database_name() {
+    let (_dir, server) = server();
+    let task = server.create_task(
+        r#"{"name":"z","schedule":"0 9 * * *","command":"true","timezone":"europe/berlin"}"#,
+    );
+    assert_eq!(task.str_of("timezone"), "Europe/Berlin");
+}

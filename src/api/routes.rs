@@ -59,6 +59,7 @@ type Result<T> = std::result::Result<T, Error>;
 fn route(s: &mut Scheduler, req: &Request) -> Result<Response> {
     let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
     let method = req.method.as_str();
+    check_query(req, known_query(&segments))?;
     match (segments.as_slice(), method) {
         (["health"], "GET") => Ok(health(s)),
         (["metrics"], "GET") => Ok(Response {
@@ -201,7 +202,15 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
             .ok_or_else(|| invalid(format!("from: {v:?} is not an RFC 3339 instant")))?,
         None => crate::clock::now(),
     };
-    let schedule = crate::cron::Schedule::parse(expr, &zone).map_err(|e| invalid(e.to_string()))?;
+    let schedule = crate::cron::Schedule::parse(expr, &zone).map_err(|e| {
+        let text = e.to_string();
+        // Zone errors already name their parameter's subject.
+        if text.starts_with("timezone") {
+            invalid(text)
+        } else {
+            invalid(format!("expr: {text}"))
+        }
+    })?;
     let next = schedule
         .preview(from, count)
         .into_iter()
@@ -278,6 +287,33 @@ pub fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
         }
     }
     Ok(patch)
+}
+
+/// The query parameters a path takes; any other is refused, as unknown
+/// body fields are, so a typo (`?stauts=enabled`) never passes silently.
+fn known_query(path: &[&str]) -> &'static [&'static str] {
+    match path {
+        ["tasks"] => &["status", "limit", "offset"],
+        ["tasks", _, "runs"] => &["limit", "offset"],
+        ["dead-letters"] => &["task_id", "limit", "offset"],
+        ["cron", "next"] => &["expr", "tz", "count", "from"],
+        _ => &[],
+    }
+}
+
+fn check_query(req: &Request, known: &[&str]) -> Result<()> {
+    for (index, (name, _)) in req.query.iter().enumerate() {
+        if !known.contains(&name.as_str()) {
+            return Err(ApiError::Invalid(format!("{name}: unknown query parameter")).into());
+        }
+        if req.query[..index]
+            .iter()
+            .any(|(earlier, _)| earlier == name)
+        {
+            return Err(ApiError::Invalid(format!("{name}: given twice")).into());
+        }
+    }
+    Ok(())
 }
 
 fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

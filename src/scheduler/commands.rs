@@ -85,8 +85,9 @@ impl Scheduler {
                 return Err(ApiError::Invalid(format!("{field}: required")));
             }
         }
-        let spec = patch.apply(self.default_spec());
+        let mut spec = patch.apply(self.default_spec());
         let schedule = validate(&spec, self.config.max_env_entries)?;
+        canonical_zone(&mut spec);
         let now = crate::clock::now();
         let next = next_for(&spec, &schedule, now);
         let task = self
@@ -105,8 +106,9 @@ impl Scheduler {
 
     pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
         let current = self.task(id)?;
-        let spec = patch.apply(spec_of(&current));
+        let mut spec = patch.apply(spec_of(&current));
         let schedule = validate(&spec, self.config.max_env_entries)?;
+        canonical_zone(&mut spec);
         let now = crate::clock::now();
         let timing_changed = spec.schedule != current.schedule
             || spec.timezone != current.timezone
@@ -488,6 +490,17 @@ fn validate_policy(policy: &Policy, max_env_entries: usize) -> Result<()> {
         1,
         MAX_CATCH_UP_LIMIT,
     )
+}
+
+/// Stores a zone under its database name (`utc` becomes `UTC`), so tasks
+/// read the same whoever typed them.
+fn canonical_zone(spec: &mut TaskSpec) {
+    let canonical = crate::cron::parse_zone(&spec.timezone)
+        .ok()
+        .and_then(|zone| zone.iana_name().map(str::to_string));
+    if let Some(name) = canonical {
+        spec.timezone = name;
+    }
 }
 
 fn check_range(field: &str, value: i64, min: i64, max: i64) -> Result<()> {

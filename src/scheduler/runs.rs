@@ -597,7 +597,7 @@ pub(super) fn follow_up_for(
 pub(super) fn describe(follow_up: &RunFollowUp) -> String {
     match follow_up {
         RunFollowUp::Nothing => "none".into(),
-        RunFollowUp::RetryAt(at) => format!("retry_at:{at}"),
+        RunFollowUp::RetryAt(at) => format!("retry_at:{}", crate::model::format_instant(*at)),
         RunFollowUp::DeadLetter { .. } => "dead_letter".into(),
     }
 }
