@@ -224,7 +224,7 @@ pub async fn supervise(
             )
         }
         Event::TimedOut => {
-            stop_group(
+            let status = stop_group(
                 &mut child,
                 pgid,
                 spec.kill_grace,
@@ -236,7 +236,7 @@ pub async fn supervise(
             let secs = spec.timeout.as_secs();
             (
                 RunStatus::TimedOut,
-                None,
+                status.and_then(exit_code),
                 Some(format!("timed out after {secs} s; process group killed")),
             )
         }
@@ -246,9 +246,12 @@ pub async fn supervise(
                 StopReason::Replace { grace } => (grace, "stopped: replaced by a newer occurrence"),
                 StopReason::Kill => (Duration::ZERO, "killed by edgecron shutdown"),
             };
-            stop_group(&mut child, pgid, grace, &stop, &mut tail, &mut reader).await;
-            let error = error.to_string();
-            (RunStatus::Interrupted, None, Some(error))
+            let status = stop_group(&mut child, pgid, grace, &stop, &mut tail, &mut reader).await;
+            (
+                RunStatus::Interrupted,
+                status.and_then(exit_code),
+                Some(error.to_string()),
+            )
         }
     };
 
@@ -270,7 +273,7 @@ pub async fn supervise(
 }
 
 /// TERM to the group, KILL after the grace period (or at once on a second
-/// stop request), and reap the child.
+/// stop request), and reap the child; returns how the shell ended.
 async fn stop_group(
     child: &mut async_process::Child,
     pgid: Option<Pid>,
@@ -278,7 +281,7 @@ async fn stop_group(
     stop: &async_channel::Receiver<StopReason>,
     tail: &mut Tail,
     reader: &mut Async<io::PipeReader>,
-) {
+) -> Option<std::process::ExitStatus> {
     signal_group(pgid, Signal::TERM);
     let exited = async { child.status().await.is_ok() };
     let read = async {
@@ -298,7 +301,17 @@ async fn stop_group(
     exited.or(read).or(grace).or(hurry).await;
     // Background children may outlive the shell; the group goes either way.
     signal_group(pgid, Signal::KILL);
-    let _ = child.status().await;
+    child.status().await.ok()
+}
+
+/// The exit code as a shell reports it: the code, or 128 plus the signal.
+fn exit_code(status: std::process::ExitStatus) -> Option<i64> {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Some(i64::from(code)),
+        (None, Some(signal)) => Some(128 + i64::from(signal)),
+        (None, None) => None,
+    }
 }
 
 fn signal_group(pgid: Option<Pid>, signal: Signal) {
@@ -419,6 +432,7 @@ mod tests {
         let started = Instant::now();
         let out = run("sleep 30 & sleep 30", 300);
         assert_eq!(out.status, RunStatus::TimedOut);
+        assert_eq!(out.exit_code, Some(128 + 15), "the shell died of TERM");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
