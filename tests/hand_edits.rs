@@ -117,7 +117,11 @@ fn text_in_a_number_column_disables_only_that_task_and_keeps_the_poller_going() 
 
     // Listing still works, and a later edit to another task is picked up.
     assert_eq!(server.get("/tasks").status, 200);
-    assert_eq!(server.get(&format!("/tasks/{bad}")).status, 200);
+    let shown = server.get(&format!("/tasks/{bad}")).json();
+    assert_eq!(
+        shown.str_of("problem"),
+        "timeout_seconds: stored value is not a whole number"
+    );
     let run = server.post(&format!("/tasks/{bad}/run"), "");
     assert_eq!(run.status, 409, "{}", run.body);
     server

@@ -393,13 +393,31 @@ fn health_is_unhealthy_when_the_database_cannot_be_written() {
     let server = Server::start_with(Options::new(&db));
     // Another connection holding the write lock longer than the busy
     // timeout makes every write fail, as a stuck disk would.
+    // Tasks firing meanwhile must not hold /health up behind their writes.
+    for n in 0..3 {
+        server.create_task(&format!(
+            r#"{{"name":"busy{n}","schedule":"* * * * * *","command":"true"}}"#
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     let blocker = open_db(&db);
     blocker
         .execute_batch("BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('lock', 'x');")
         .unwrap();
-    let reply = server.get("/health");
-    assert_eq!(reply.status, 503, "{}", reply.body);
-    assert_eq!(reply.json().str_of("status"), "unhealthy");
+    for _ in 0..4 {
+        let asked = std::time::Instant::now();
+        let reply = server.get("/health");
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert_eq!(reply.json().str_of("status"), "unhealthy");
+        // Generous: a locked database answers in about a second, not after
+        // the lock is gone.
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
     blocker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(server.get("/health").status, 200);
 }

@@ -20,13 +20,14 @@ const MAX_PREVIEW: usize = 1000;
 const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// Fields a client may send back unchanged (from a GET); they are ignored.
-const READ_ONLY_FIELDS: [&str; 6] = [
+const READ_ONLY_FIELDS: [&str; 7] = [
     "id",
     "next_run_at",
     "last_run_at",
     "last_status",
     "created_at",
     "updated_at",
+    "problem",
 ];
 
 /// Answers one request. A panic in a handler becomes a 500, never a dead
@@ -291,17 +292,21 @@ pub fn decode_task(body: &[u8]) -> std::result::Result<TaskPatch, String> {
 
 /// The query parameters a path takes; any other is refused, as unknown
 /// body fields are, so a typo (`?stauts=enabled`) never passes silently.
-fn known_query(path: &[&str]) -> &'static [&'static str] {
-    match path {
+/// `None`: any parameter is ignored (probes add cache-busting queries).
+fn known_query(path: &[&str]) -> Option<&'static [&'static str]> {
+    let known: &'static [&'static str] = match path {
+        ["health"] | ["metrics"] => return None,
         ["tasks"] => &["status", "limit", "offset"],
         ["tasks", _, "runs"] => &["limit", "offset"],
         ["dead-letters"] => &["task_id", "limit", "offset"],
         ["cron", "next"] => &["expr", "tz", "count", "from"],
         _ => &[],
-    }
+    };
+    Some(known)
 }
 
-fn check_query(req: &Request, known: &[&str]) -> Result<()> {
+fn check_query(req: &Request, known: Option<&[&str]>) -> Result<()> {
+    let Some(known) = known else { return Ok(()) };
     for (index, (name, _)) in req.query.iter().enumerate() {
         if !known.contains(&name.as_str()) {
             return Err(ApiError::Invalid(format!("{name}: unknown query parameter")).into());
@@ -391,6 +396,7 @@ struct TaskView {
     last_status: Option<String>,
     created_at: String,
     updated_at: String,
+    problem: Option<String>,
 }
 
 #[derive(SerJson)]
@@ -480,6 +486,7 @@ impl From<&Task> for TaskView {
             last_status: t.last_status.clone(),
             created_at: format_instant(t.created_at),
             updated_at: format_instant(t.updated_at),
+            problem: t.problem.clone(),
         }
     }
 }

@@ -284,7 +284,7 @@ impl Scheduler {
         if let Err(err) = &result {
             self.db_error("heartbeat", err);
         } else {
-            self.db_healthy = true;
+            self.db_ok();
         }
         Health {
             db_writable: error.is_none(),

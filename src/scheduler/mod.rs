@@ -689,15 +689,31 @@ impl Scheduler {
 
     fn note_db(&mut self, result: Result<(), StoreError>) {
         match result {
-            Ok(()) => self.db_healthy = true,
+            Ok(()) => self.db_ok(),
             Err(err) => self.db_error("write", &err),
         }
+    }
+
+    /// A write went through: the database is healthy again, and writes may
+    /// wait for locks again.
+    fn db_ok(&mut self) {
+        if !self.db_healthy {
+            self.store.set_lock_wait(true);
+            log::info!("event=db_recovered");
+        }
+        self.db_healthy = true;
     }
 
     /// Logs and counts a database failure; the loop carries on.
     fn db_error(&mut self, op: &str, err: &StoreError) {
         self.metrics.db_errors_total += 1;
         if err.is_transient() {
+            // While the database stays locked, every write would wait the
+            // busy timeout and hold the loop (and /health) up: fail fast
+            // until a write succeeds again.
+            if self.db_healthy {
+                self.store.set_lock_wait(false);
+            }
             self.db_healthy = false;
         }
         log::error!("event=db_error op={op} error=\"{err}\"");

@@ -480,7 +480,7 @@ impl Scheduler {
             .finish_run(pending.run_id, &pending.end, &pending.follow_up)
         {
             Ok(_) => {
-                self.db_healthy = true;
+                self.db_ok();
                 self.apply_follow_up(pending.task_id, pending.run_id, &pending.follow_up);
             }
             Err(err) if err.is_transient() => {

@@ -604,6 +604,15 @@ impl Store {
 
     // ----- health and housekeeping -----
 
+    /// Whether statements wait up to the busy timeout for another
+    /// connection's lock (true) or fail at once (false).
+    pub fn set_lock_wait(&self, wait: bool) {
+        let timeout = if wait { BUSY_TIMEOUT } else { Duration::ZERO };
+        if let Err(err) = self.conn.busy_timeout(timeout) {
+            log::warn!("event=db_busy_timeout_failed error=\"{err}\"");
+        }
+    }
+
     /// Proves the database can be written, and records when the service was
     /// last alive (read at the next start to tell how long it was down).
     pub fn heartbeat(&self, now: Timestamp) -> Result<()> {
@@ -843,10 +852,13 @@ impl Lenient<'_, '_> {
     }
 
     fn int(&mut self, index: usize, name: &str) -> i64 {
-        self.optional_int(index, name).unwrap_or_else(|| {
-            self.wrong(name, "a whole number");
-            0
-        })
+        match self.value(index) {
+            ValueRef::Integer(n) => n,
+            _ => {
+                self.wrong(name, "a whole number");
+                0
+            }
+        }
     }
 
     fn optional_int(&mut self, index: usize, name: &str) -> Option<i64> {
