@@ -569,18 +569,25 @@ fn sigterm_interrupts_a_run_which_is_retried_after_restart() {
     assert_eq!(retry.str_of("output"), "attempt 2\n");
 }
 
-#[test]
-fn a_command_ignoring_term_is_killed_after_the_shutdown_grace() {
-    let dir = TempDir::new("sigterm-ignored");
-    let mut server = Server::start_with(
-        Options::new(&dir.path().join("edgecron.db")).env("EDGECRON_SHUTDOWN_GRACE_SECONDS", "1"),
+/// A server with the given shutdown grace, running a command that ignores
+/// TERM; returns the server, the run's id and its process group.
+fn start_a_run_ignoring_term(dir: &TempDir, grace: &str) -> (Server, i64, i32) {
+    let server = Server::start_with(
+        Options::new(&dir.path().join("edgecron.db")).env("EDGECRON_SHUTDOWN_GRACE_SECONDS", grace),
     );
     let d = dir.path().display();
-    let _reaper = GroupReaper(vec![dir.path().join("pg")]);
     let command = format!("trap '' TERM; echo $$ > {d}/pg; sleep 30");
     let id = create(&server, NEVER, &command, r#""max_retries":0"#);
     let run_id = run_now(&server, id);
     let pg = read_pid(&dir.path().join("pg"));
+    (server, run_id, pg)
+}
+
+#[test]
+fn a_command_ignoring_term_is_killed_after_the_shutdown_grace() {
+    let dir = TempDir::new("sigterm-ignored");
+    let (mut server, run_id, pg) = start_a_run_ignoring_term(&dir, "1");
+    let _reaper = GroupReaper(vec![dir.path().join("pg")]);
 
     let stopped = Instant::now();
     let status = server.signal_and_wait("TERM", Duration::from_secs(10));
@@ -600,15 +607,8 @@ fn a_command_ignoring_term_is_killed_after_the_shutdown_grace() {
 #[test]
 fn a_second_sigterm_cuts_the_shutdown_grace_short() {
     let dir = TempDir::new("sigterm-twice");
-    let mut server = Server::start_with(
-        Options::new(&dir.path().join("edgecron.db")).env("EDGECRON_SHUTDOWN_GRACE_SECONDS", "20"),
-    );
-    let d = dir.path().display();
+    let (mut server, run_id, pg) = start_a_run_ignoring_term(&dir, "20");
     let _reaper = GroupReaper(vec![dir.path().join("pg")]);
-    let command = format!("trap '' TERM; echo $$ > {d}/pg; sleep 30");
-    let id = create(&server, NEVER, &command, r#""max_retries":0"#);
-    let run_id = run_now(&server, id);
-    let pg = read_pid(&dir.path().join("pg"));
 
     let status = server.signal_and_wait("TERM", Duration::from_secs(1));
     assert!(status.is_none(), "exited before the grace: {status:?}");
