@@ -149,6 +149,12 @@ pub const SETTINGS: &[Setting] = &[
         doc: "largest request body accepted (bigger gets 413)",
     },
     Setting {
+        flag: "--max-running",
+        env: "EDGECRON_MAX_RUNNING",
+        default: "64",
+        doc: "commands running at once, all tasks together; more wait their turn (queued)",
+    },
+    Setting {
         flag: "--max-env-entries",
         env: "EDGECRON_MAX_ENV_ENTRIES",
         default: "64",
@@ -196,6 +202,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Environment variables one task may set.
     pub max_env_entries: usize,
+    /// Commands running at once across all tasks.
+    pub max_running: usize,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
     /// Firing waits until this file exists.
@@ -495,6 +503,7 @@ impl Config {
             access,
             http,
             max_env_entries: get("EDGECRON_MAX_ENV_ENTRIES").number(0, 4096)? as usize,
+            max_running: get("EDGECRON_MAX_RUNNING").number(1, 10_000)? as usize,
             log_level,
             log_format,
             clock_sync_file,

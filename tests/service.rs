@@ -474,3 +474,60 @@ fn cron_next_previews_with_dst_notes() {
     assert_eq!(bad.status, 400);
     assert!(bad.error().contains("never fires"), "{}", bad.body);
 }
+
+#[test]
+fn max_running_caps_commands_and_the_rest_wait_their_turn() {
+    let dir = TempDir::new("max-running");
+    let server = Server::start_with(
+        Options::new(&dir.path().join("edgecron.db")).env("EDGECRON_MAX_RUNNING", "2"),
+    );
+    let at = seconds_from_now(2);
+    let ids: Vec<i64> = (0..5)
+        .map(|n| {
+            let body = format!(
+                r#"{{"name":"cap{n}","schedule":"{}","command":"sleep 1"}}"#,
+                once_at(at)
+            );
+            server.create_task(&body).i64_of("id")
+        })
+        .collect();
+
+    let runs: Vec<Value> = wait_for(Duration::from_secs(30), || {
+        let runs: Vec<Value> = ids.iter().flat_map(|id| server.runs(*id)).collect();
+        (runs
+            .iter()
+            .filter(|r| r.str_of("status") == "succeeded")
+            .count()
+            == 5)
+            .then_some(runs)
+    })
+    .expect("all five occurrences run");
+
+    // Never more than two at once: count overlaps at every start.
+    let spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.str_of("started_at").parse().unwrap(),
+                r.str_of("finished_at").parse().unwrap(),
+            )
+        })
+        .collect();
+    for (start, _) in &spans {
+        let going = spans
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(going <= 2, "{going} runs at {start}: {spans:?}");
+    }
+    // Each ran its own occurrence, the waiting ones late rather than never.
+    for run in &runs {
+        assert_eq!(
+            run.str_of("scheduled_for")
+                .parse::<jiff::Timestamp>()
+                .unwrap(),
+            at
+        );
+    }
+    assert!(server.log_text().contains("event=run_waiting_for_slot"));
+}

@@ -172,6 +172,9 @@ impl Scheduler {
         if self.running.contains_key(&id) {
             return Err(ApiError::Conflict(format!("task {id} is already running")));
         }
+        if self.at_capacity() {
+            return Err(self.capacity_error());
+        }
         let task = self.task(id)?;
         if let Some(why) = self.unschedulable_because(&task) {
             return Err(ApiError::Conflict(format!("task {id} cannot run: {why}")));
@@ -250,6 +253,9 @@ impl Scheduler {
                 letter.task_id
             )));
         }
+        if self.at_capacity() {
+            return Err(self.capacity_error());
+        }
         let run = self
             .store
             .retry_dead_letter(&letter, crate::clock::now())
@@ -320,6 +326,13 @@ impl Scheduler {
     /// The zone schedules are read in when a task names none.
     pub fn default_timezone(&self) -> &str {
         &self.config.default_timezone
+    }
+
+    fn capacity_error(&self) -> ApiError {
+        ApiError::Conflict(format!(
+            "{} commands are running, the limit (EDGECRON_MAX_RUNNING); try again later",
+            self.running.len()
+        ))
     }
 
     fn default_spec(&self) -> TaskSpec {

@@ -68,6 +68,9 @@ pub struct Scheduler {
     /// While loading, `next_run_at` writes are collected here and written
     /// in one transaction.
     deferred_next: Option<Vec<(i64, Option<Timestamp>)>>,
+    /// Tasks with a queued run waiting for a free slot under
+    /// `max_running`, in the order they started waiting.
+    waiting_for_slot: VecDeque<i64>,
     /// Run ends the database refused, written again each turn.
     unwritten: Vec<runs::UnwrittenEnd>,
     shutting_down: bool,
@@ -168,6 +171,7 @@ impl Scheduler {
             last_wall: now,
             last_mono: Instant::now(),
             unwritten: Vec::new(),
+            waiting_for_slot: VecDeque::new(),
             schedules: cache::ScheduleCache::default(),
             deferred_next: None,
             shutting_down: false,

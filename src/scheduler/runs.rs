@@ -127,8 +127,12 @@ impl Scheduler {
                 .tasks
                 .get(&task_id)
                 .is_some_and(|e| !e.backlog.is_empty());
-        if !busy {
+        if !busy && !self.at_capacity() {
             return self.start_occurrence(task_id, at, next, now);
+        }
+        if !busy {
+            // Every slot is taken: the occurrence waits its turn.
+            return self.enqueue(task_id, at, next);
         }
         let overlap = self
             .tasks
@@ -212,6 +216,16 @@ impl Scheduler {
             .is_some_and(|e| e.task.status == TaskStatus::Enabled);
         if !enabled {
             self.drop_backlog(task_id, "task disabled or deleted");
+            return;
+        }
+        if self.at_capacity() {
+            if !self.waiting_for_slot.contains(&task_id) {
+                log::info!(
+                    "event=run_waiting_for_slot task={task_id} running={}",
+                    self.running.len()
+                );
+                self.waiting_for_slot.push_back(task_id);
+            }
             return;
         }
         while let Some(run_id) = self
@@ -311,6 +325,15 @@ impl Scheduler {
             return self.note_db(self.store.clear_retry(failed_run));
         };
         let overlap = entry.task.policy.overlap;
+        if self.at_capacity() && !self.running.contains_key(&task_id) {
+            // No free slot: look again in a second.
+            let later = now + SignedDuration::from_secs(1);
+            return self.push(Due {
+                at: later,
+                task_id,
+                kind: DueKind::Retry { failed_run },
+            });
+        }
         if self.running.contains_key(&task_id) {
             // Skipping a retry would drop a failure's consequence, so a
             // retry waits for the current run under `skip` and `queue`.
@@ -468,7 +491,32 @@ impl Scheduler {
                 .map(|_| ()),
         );
         if !self.shutting_down {
-            self.start_next_queued(task_id);
+            let has_backlog = self
+                .tasks
+                .get(&task_id)
+                .is_some_and(|e| !e.backlog.is_empty());
+            if has_backlog && !self.waiting_for_slot.contains(&task_id) {
+                self.waiting_for_slot.push_back(task_id);
+            }
+            self.fill_free_slots();
+        }
+    }
+
+    /// Whether `max_running` commands are going.
+    pub(super) fn at_capacity(&self) -> bool {
+        self.running.len() >= self.config.max_running
+    }
+
+    /// Starts waiting queued runs, first come first served, while slots
+    /// are free.
+    fn fill_free_slots(&mut self) {
+        while !self.at_capacity() {
+            let Some(task_id) = self.waiting_for_slot.pop_front() else {
+                return;
+            };
+            if !self.running.contains_key(&task_id) {
+                self.start_next_queued(task_id);
+            }
         }
     }
 
