@@ -317,3 +317,15 @@ fn time_zones_are_stored_under_their_database_name() {
     );
     assert_eq!(task.str_of("timezone"), "Europe/Berlin");
 }
+
+#[test]
+fn head_answers_like_get_without_a_body() {
+    let (_dir, server) = server();
+    let reply = server.request("HEAD", "/health", None);
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty(), "{}", reply.body);
+    // The length of the body a GET gets (uptime digits may differ by one).
+    let length: usize = reply.header("content-length").unwrap().parse().unwrap();
+    let get_length = server.get("/health").body.len();
+    assert!(length.abs_diff(get_length) <= 2, "{length} vs {get_length}");
+}

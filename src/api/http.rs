@@ -55,6 +55,8 @@ pub struct Connection {
     /// Whether the whole request has been read; if not, the client may
     /// still be sending when the answer goes out.
     complete: bool,
+    /// A HEAD request: the answer carries the GET's headers, no body.
+    head_only: bool,
 }
 
 /// Starts the thread that accepts connections on `listener`; each
@@ -91,6 +93,7 @@ impl Connection {
             deadline: Instant::now() + limits.read_timeout,
             unread: Vec::new(),
             complete: false,
+            head_only: false,
         }
     }
 
@@ -111,6 +114,7 @@ impl Connection {
                 self.unread = buf.split_off(end);
                 let head = parse_head(&buf[..end - 4])?;
                 self.complete = head.content_length == 0 && self.unread.is_empty();
+                self.head_only = head.method == "HEAD";
                 return Ok(head);
             }
             if buf.len() > max {
@@ -179,7 +183,7 @@ impl Connection {
 
     /// Writes `response` and closes the connection.
     fn finish(mut self, response: &Response) {
-        if self.write(&render(response)).is_err() {
+        if self.write(&render(response, self.head_only)).is_err() {
             log::debug!("event=http_write_failed peer={:?}", self.peer);
             return;
         }
@@ -249,7 +253,7 @@ fn accept_loop(
 /// thread must never wait on a client.
 fn refuse(stream: TcpStream) {
     let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(&render(&Error::Busy.response()));
+    let _ = (&stream).write_all(&render(&Error::Busy.response(), false));
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -368,7 +372,7 @@ fn content_length(head: &Head) -> Result<usize, Error> {
 }
 
 /// The bytes of a response; every response closes the connection.
-fn render(response: &Response) -> Vec<u8> {
+fn render(response: &Response, head_only: bool) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n",
@@ -382,7 +386,9 @@ fn render(response: &Response) -> Vec<u8> {
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(response.body.as_bytes());
+    if !head_only {
+        bytes.extend_from_slice(response.body.as_bytes());
+    }
     bytes
 }
 
@@ -454,7 +460,7 @@ mod tests {
     fn responses_close_and_carry_their_length() {
         let mut response = Response::json(401, "{}".into());
         response.headers.push(("WWW-Authenticate", "Bearer"));
-        let text = String::from_utf8(render(&response)).unwrap();
+        let text = String::from_utf8(render(&response, false)).unwrap();
         assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{text}");
         assert!(text.contains("Content-Length: 2\r\nConnection: close\r\n"));
         assert!(text.ends_with("WWW-Authenticate: Bearer\r\n\r\n{}"));

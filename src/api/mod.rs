@@ -191,8 +191,14 @@ fn answer(conn: &mut http::Connection, context: &Context) -> Result<Response, Er
     let (path, query) = split_url(&head.target);
     auth::check(&context.access, &path, head.header("authorization"))?;
     let body = conn.read_body(&head)?;
+    // HEAD is answered as GET; the connection leaves the body out.
+    let method = if head.method == "HEAD" {
+        "GET".to_string()
+    } else {
+        head.method
+    };
     let request = Request {
-        method: head.method,
+        method,
         path,
         query,
         body,
