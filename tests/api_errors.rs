@@ -329,3 +329,13 @@ fn head_answers_like_get_without_a_body() {
     let get_length = server.get("/health").body.len();
     assert!(length.abs_diff(get_length) <= 2, "{length} vs {get_length}");
 }
+
+#[test]
+fn a_request_with_bare_line_feeds_is_answered_at_once() {
+    let (_dir, server) = server();
+    let asked = std::time::Instant::now();
+    let reply = raw_request(&server.addr, b"GET /health HTTP/1.1\nHost: x\n\n");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // Not after the 10 s read timeout.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -107,12 +107,12 @@ impl Connection {
         let mut buf = Vec::new();
         let mut chunk = [0u8; CHUNK];
         loop {
-            if let Some(end) = head_end(&buf) {
+            if let Some((end, blank)) = head_end(&buf) {
                 if end > max {
                     return Err(Error::HeadTooLarge(max));
                 }
                 self.unread = buf.split_off(end);
-                let head = parse_head(&buf[..end - 4])?;
+                let head = parse_head(&buf[..end - blank])?;
                 self.complete = head.content_length == 0 && self.unread.is_empty();
                 self.head_only = head.method == "HEAD";
                 return Ok(head);
@@ -293,9 +293,22 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
-/// The index just past the blank line ending the head, if it has arrived.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Where the head ends: the index just past the blank line, and that
+/// blank line's length (`\r\n\r\n`, or `\n\n` from clients that send
+/// bare line feeds, which httparse reads too).
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i + 4, 4));
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i + 2, 2));
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Headers accepted per request; the head's byte limit binds first in
@@ -452,8 +465,11 @@ mod tests {
 
     #[test]
     fn the_head_ends_at_the_first_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some((18, 4)));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some((24, 2)));
+        let head = parse_head(b"GET /health HTTP/1.1\nHost: a").unwrap();
+        assert_eq!(head.target, "/health");
     }
 
     #[test]
