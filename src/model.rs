@@ -10,17 +10,8 @@ use jiff::Timestamp;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: i64,
-    pub name: String,
-    pub description: String,
-    pub schedule: String,
-    pub command: String,
-    pub timezone: String,
-    pub max_retries: i64,
-    pub retry_delay_seconds: i64,
-    pub timeout_seconds: i64,
-    pub status: TaskStatus,
-    pub pause_on_dead_letter: bool,
-    pub policy: Policy,
+    /// What the client set.
+    pub spec: TaskSpec,
     pub next_run_at: Option<Timestamp>,
     pub last_run_at: Option<Timestamp>,
     pub last_status: Option<String>,

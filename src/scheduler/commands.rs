@@ -97,8 +97,8 @@ impl Scheduler {
         log::info!(
             "event=task_created task={} name={:?} schedule={:?}",
             task.id,
-            task.name,
-            task.schedule
+            task.spec.name,
+            task.spec.schedule
         );
         self.install(task.clone(), now, false);
         Ok(task)
@@ -106,13 +106,13 @@ impl Scheduler {
 
     pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
         let current = self.task(id)?;
-        let mut spec = patch.apply(spec_of(&current));
+        let mut spec = patch.apply(current.spec.clone());
         let schedule = validate(&spec, self.config.max_env_entries)?;
         canonical_zone(&mut spec);
         let now = crate::clock::now();
-        let timing_changed = spec.schedule != current.schedule
-            || spec.timezone != current.timezone
-            || spec.status != current.status;
+        let timing_changed = spec.schedule != current.spec.schedule
+            || spec.timezone != current.spec.timezone
+            || spec.status != current.spec.status;
         let next = match current.next_run_at {
             Some(stored) if !timing_changed && spec.status == TaskStatus::Enabled => Some(stored),
             _ => next_for(&spec, &schedule, now),
@@ -124,7 +124,7 @@ impl Scheduler {
             .ok_or_else(|| not_found("task", id))?;
         log::info!(
             "event=task_updated task={id} status={} next_run_at={:?}",
-            task.status.as_str(),
+            task.spec.status.as_str(),
             next
         );
         self.install(task.clone(), now, false);
@@ -529,22 +529,6 @@ fn next_for(spec: &TaskSpec, schedule: &Schedule, now: Timestamp) -> Option<Time
     match spec.status {
         TaskStatus::Enabled => schedule.next_after(now),
         TaskStatus::Disabled => None,
-    }
-}
-
-pub(super) fn spec_of(task: &Task) -> TaskSpec {
-    TaskSpec {
-        name: task.name.clone(),
-        description: task.description.clone(),
-        schedule: task.schedule.clone(),
-        command: task.command.clone(),
-        timezone: task.timezone.clone(),
-        max_retries: task.max_retries,
-        retry_delay_seconds: task.retry_delay_seconds,
-        timeout_seconds: task.timeout_seconds,
-        status: task.status,
-        pause_on_dead_letter: task.pause_on_dead_letter,
-        policy: task.policy.clone(),
     }
 }
 

@@ -445,7 +445,7 @@ impl Scheduler {
         let generation = old.as_ref().map_or(0, |e| e.generation + 1);
         let backlog = old.map(|e| e.backlog).unwrap_or_default();
         let schedule = match self.unschedulable_because(&task) {
-            None => self.schedules.get(&task.schedule, &task.timezone),
+            None => self.schedules.get(&task.spec.schedule, &task.spec.timezone),
             Some(why) => {
                 log::error!("event=task_unschedulable task={} error={why:?}", task.id);
                 None
@@ -453,7 +453,7 @@ impl Scheduler {
         };
 
         // A disabled or unparseable task has no next occurrence.
-        let next = match (&schedule, task.status) {
+        let next = match (&schedule, task.spec.status) {
             (Some(schedule), TaskStatus::Enabled) => {
                 let real = schedule.next_after(now);
                 match task.next_run_at {
@@ -496,12 +496,15 @@ impl Scheduler {
         if let Some(problem) = &task.problem {
             return Some(problem.clone());
         }
-        let spec = commands::spec_of(task);
-        if let Err(err) = commands::validate_fields(&spec, self.config.max_env_entries) {
+        if let Err(err) = commands::validate_fields(&task.spec, self.config.max_env_entries) {
             return Some(err.to_string());
         }
-        if self.schedules.get(&task.schedule, &task.timezone).is_none() {
-            let err = Schedule::parse(&task.schedule, &task.timezone).err();
+        if self
+            .schedules
+            .get(&task.spec.schedule, &task.spec.timezone)
+            .is_none()
+        {
+            let err = Schedule::parse(&task.spec.schedule, &task.spec.timezone).err();
             return Some(err.map(|e| e.to_string()).unwrap_or_default());
         }
         None
@@ -542,7 +545,7 @@ impl Scheduler {
             log::info!(
                 "event=task_changed_in_db task={} status={}",
                 task.id,
-                task.status.as_str()
+                task.spec.status.as_str()
             );
             let reschedule = self.schedule_changed(&task);
             self.install(task, now, reschedule);
@@ -561,9 +564,9 @@ impl Scheduler {
     fn schedule_changed(&self, task: &Task) -> bool {
         match self.tasks.get(&task.id) {
             Some(old) => {
-                old.task.schedule != task.schedule
-                    || old.task.timezone != task.timezone
-                    || old.task.status != task.status
+                old.task.spec.schedule != task.spec.schedule
+                    || old.task.spec.timezone != task.spec.timezone
+                    || old.task.spec.status != task.spec.status
             }
             None => task.next_run_at.is_none(),
         }
@@ -606,7 +609,7 @@ impl Scheduler {
             };
             let Some(schedule) = self
                 .schedules
-                .get(&entry.task.schedule, &entry.task.timezone)
+                .get(&entry.task.spec.schedule, &entry.task.spec.timezone)
             else {
                 continue;
             };

@@ -60,20 +60,23 @@ impl Scheduler {
         let Some(entry) = self.tasks.get(&task_id) else {
             return;
         };
-        if entry.generation != generation || entry.task.status != TaskStatus::Enabled {
+        if entry.generation != generation || entry.task.spec.status != TaskStatus::Enabled {
             return;
         }
         if !entry.schedulable {
             return;
         }
-        let (expr, zone) = (entry.task.schedule.clone(), entry.task.timezone.clone());
+        let (expr, zone) = (
+            entry.task.spec.schedule.clone(),
+            entry.task.spec.timezone.clone(),
+        );
         let Some(schedule) = self.schedules.get(&expr, &zone) else {
             return;
         };
         let Some(entry) = self.tasks.get(&task_id) else {
             return;
         };
-        let policy = &entry.task.policy;
+        let policy = &entry.task.spec.policy;
         let grace = self.grace_of(&entry.task);
         let rule = Rule {
             catch_up: policy.catch_up,
@@ -137,7 +140,7 @@ impl Scheduler {
         let overlap = self
             .tasks
             .get(&task_id)
-            .map_or(Overlap::Skip, |e| e.task.policy.overlap);
+            .map_or(Overlap::Skip, |e| e.task.spec.policy.overlap);
         let waiting = self.tasks.get(&task_id).map_or(0, |e| e.backlog.len());
         match overlap {
             _ if backlog => self.enqueue(task_id, at, next),
@@ -213,7 +216,7 @@ impl Scheduler {
         let enabled = self
             .tasks
             .get(&task_id)
-            .is_some_and(|e| e.task.status == TaskStatus::Enabled);
+            .is_some_and(|e| e.task.spec.status == TaskStatus::Enabled);
         if !enabled {
             self.drop_backlog(task_id, "task disabled or deleted");
             return;
@@ -286,7 +289,7 @@ impl Scheduler {
         let Some(entry) = self.tasks.get(&task_id) else {
             return;
         };
-        if entry.task.status != TaskStatus::Enabled {
+        if entry.task.spec.status != TaskStatus::Enabled {
             return;
         }
         let next = entry.task.next_run_at;
@@ -307,7 +310,8 @@ impl Scheduler {
     }
 
     fn grace_of(&self, task: &Task) -> Duration {
-        task.policy
+        task.spec
+            .policy
             .misfire_grace_seconds
             .map_or(self.config.misfire_grace, |s| {
                 Duration::from_secs(s.max(0) as u64)
@@ -324,7 +328,7 @@ impl Scheduler {
             );
             return self.note_db(self.store.clear_retry(failed_run));
         };
-        let overlap = entry.task.policy.overlap;
+        let overlap = entry.task.spec.policy.overlap;
         if self.at_capacity() && !self.running.contains_key(&task_id) {
             // No free slot: look again in a second.
             let later = now + SignedDuration::from_secs(1);
@@ -392,11 +396,11 @@ impl Scheduler {
         };
         let task = &entry.task;
         let spec = RunSpec {
-            command: task.command.clone(),
-            timeout: Duration::from_secs(task.timeout_seconds.max(1) as u64),
+            command: task.spec.command.clone(),
+            timeout: Duration::from_secs(task.spec.timeout_seconds.max(1) as u64),
             kill_grace: exec::TIMEOUT_KILL_GRACE,
             env: run_environment(task, &run),
-            working_dir: task.policy.working_dir.clone(),
+            working_dir: task.spec.policy.working_dir.clone(),
         };
         log::info!(
             "event=run_started task={} run={} trigger={} attempt={} scheduled_for={}",
@@ -626,9 +630,10 @@ pub(super) fn follow_up_for(
         return RunFollowUp::Nothing;
     }
     // A retry of a dead letter (attempt beyond the budget) is one more try.
-    if run.attempt <= task.max_retries {
+    if run.attempt <= task.spec.max_retries {
         // Clamped: a hand-edited row may hold any number.
         let delay = task
+            .spec
             .retry_delay_seconds
             .clamp(0, super::commands::MAX_DELAY_SECONDS);
         let at = now
@@ -637,7 +642,7 @@ pub(super) fn follow_up_for(
         RunFollowUp::RetryAt(at)
     } else {
         RunFollowUp::DeadLetter {
-            pause_task: task.pause_on_dead_letter,
+            pause_task: task.spec.pause_on_dead_letter,
         }
     }
 }
@@ -658,10 +663,10 @@ fn run_environment(task: &Task, run: &Run) -> Vec<(String, String)> {
     if std::env::var_os("PATH").is_none() {
         env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
     }
-    env.extend(task.policy.env.iter().cloned());
+    env.extend(task.spec.policy.env.iter().cloned());
     env.extend([
         ("EDGECRON_TASK_ID".into(), task.id.to_string()),
-        ("EDGECRON_TASK_NAME".into(), task.name.clone()),
+        ("EDGECRON_TASK_NAME".into(), task.spec.name.clone()),
         ("EDGECRON_RUN_ID".into(), run.id.to_string()),
         ("EDGECRON_ATTEMPT".into(), run.attempt.to_string()),
         ("EDGECRON_TRIGGER".into(), run.trigger.as_str().into()),

@@ -793,8 +793,7 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
     let overlap = r.text(19, "overlap");
     let catch_up = r.text(20, "catch_up");
     let env_text = r.text(17, "env");
-    let mut task = Task {
-        id: row.get(0)?,
+    let spec = TaskSpec {
         name: r.text(1, "name"),
         description: r.text(2, "description"),
         schedule: r.text(3, "schedule"),
@@ -807,12 +806,6 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
             .parsed(&status, "status", TaskStatus::parse)
             .unwrap_or(TaskStatus::Disabled),
         pause_on_dead_letter: r.int(10, "pause_on_dead_letter") != 0,
-        next_run_at: instant(row, 11)?,
-        last_run_at: instant(row, 12)?,
-        last_status: r.optional_text(13, "last_status"),
-        created_at: required_instant(row, 14)?,
-        updated_at: required_instant(row, 15)?,
-        revision: row.get(16)?,
         policy: Policy {
             env: Vec::new(),
             working_dir: r.optional_text(18, "working_dir"),
@@ -825,10 +818,20 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
             misfire_grace_seconds: r.optional_int(21, "misfire_grace_seconds"),
             catch_up_limit: r.int(22, "catch_up_limit"),
         },
+    };
+    let mut task = Task {
+        id: row.get(0)?,
+        spec,
+        next_run_at: instant(row, 11)?,
+        last_run_at: instant(row, 12)?,
+        last_status: r.optional_text(13, "last_status"),
+        created_at: required_instant(row, 14)?,
+        updated_at: required_instant(row, 15)?,
+        revision: row.get(16)?,
         problem: None,
     };
     match decode_env(&env_text) {
-        Ok(env) => task.policy.env = env,
+        Ok(env) => task.spec.policy.env = env,
         Err(err) => r.problems.push(format!("env: {err}")),
     }
     task.problem = (!r.problems.is_empty()).then(|| r.problems.join("; "));
