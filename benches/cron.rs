@@ -42,6 +42,34 @@ fn main() {
         });
         println!("{label:<14} {parse_ns:>12.0} {next_ns:>16.0}");
     }
+    never_firing();
+}
+
+/// How long croner itself searches before giving up on a schedule that
+/// never fires: the reason `Schedule::parse` rejects those statically.
+fn never_firing() {
+    use std::str::FromStr as _;
+    println!();
+    for pattern in ["0 0 30 2 *", "0 0 31 4,6 *"] {
+        let cron = croner::Cron::from_str(pattern).unwrap();
+        let from: jiff::civil::DateTime = "2025-01-01T00:00:00".parse().unwrap();
+        let began = Instant::now();
+        let result = cron.find_next_occurrence(&from, false);
+        let (ms, edgecron) = (
+            began.elapsed().as_secs_f64() * 1e3,
+            Schedule::parse(pattern, "UTC"),
+        );
+        println!(
+            "croner alone on {pattern:<14} {:>8.1} ms to give up ({}); edgecron: {}",
+            ms,
+            if result.is_err() {
+                "no occurrence"
+            } else {
+                "found one?"
+            },
+            edgecron.err().map_or("accepted".into(), |e| e.to_string())
+        );
+    }
 }
 
 /// Runs `op` `loops` times and returns the mean nanoseconds per call.

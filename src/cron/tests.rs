@@ -855,22 +855,3 @@ fn property_second_granularity_fires_match() {
         check_preview(&expr, zone, start, 1);
     }
 }
-
-/// Not a test of edgecron: measures how long croner itself searches for a
-/// schedule that never fires, which is why `parse` checks statically.
-#[test]
-#[ignore]
-fn measure_croner_on_never_firing_patterns() {
-    use std::str::FromStr as _;
-    for pattern in ["0 0 30 2 *", "0 0 31 4,6 *"] {
-        let cron = croner::Cron::from_str(pattern).unwrap();
-        let start = std::time::Instant::now();
-        let from: jiff::civil::DateTime = "2025-01-01T00:00:00".parse().unwrap();
-        let result = cron.find_next_occurrence(&from, false);
-        println!(
-            "croner {pattern}: {:?} after {:?}",
-            result.map(|_| ()),
-            start.elapsed()
-        );
-    }
-}
