@@ -545,20 +545,13 @@ fn split_answer(address: &str, answer: &[u8]) -> Result<String, Failure> {
         return Ok(body.to_string());
     }
     let message = match json::parse(body) {
-        Ok(value) => text_of(get(&value, "error")),
+        Ok(value) => text_of(value.get("error")),
         Err(_) => body.trim().to_string(),
     };
     Err(Failure::Server { status, message })
 }
 
 // ----- output -----
-
-fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    match value {
-        Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-        _ => None,
-    }
-}
 
 /// A value as one table cell: text on one line, `-` for null.
 fn text_of(value: Option<&Value>) -> String {
@@ -584,7 +577,7 @@ fn table_of(value: &Value, columns: &[(&str, &str)]) -> String {
     let header = columns.iter().map(|(h, _)| h.to_string()).collect();
     let mut rows = vec![header];
     for item in items(value) {
-        rows.push(columns.iter().map(|(_, k)| text_of(get(item, k))).collect());
+        rows.push(columns.iter().map(|(_, k)| text_of(item.get(k))).collect());
     }
     table(&rows)
 }
@@ -686,14 +679,14 @@ fn lines_of(value: &Value) -> Vec<String> {
 }
 
 fn show_deleted(value: &Value) -> String {
-    format!("deleted task {}\n", text_of(get(value, "deleted")))
+    format!("deleted task {}\n", text_of(value.get("deleted")))
 }
 
 fn show_started(value: &Value) -> String {
     format!(
         "started run {} of task {}\n",
-        text_of(get(value, "id")),
-        text_of(get(value, "task_id"))
+        text_of(value.get("id")),
+        text_of(value.get("task_id"))
     )
 }
 
@@ -756,7 +749,7 @@ mod tests {
         add_env(&mut c.env, "Q=say \"hi\"\\\n").unwrap();
         let body = task_body(&c, "task update").unwrap();
         let value = json::parse(&body).unwrap();
-        let Some(Value::Object(env)) = get(&value, "env") else {
+        let Some(Value::Object(env)) = value.get("env") else {
             panic!("{body}")
         };
         assert_eq!(env[0], ("Q".into(), Value::Str("say \"hi\"\\\n".into())));

@@ -329,21 +329,18 @@ fn signal_group(pgid: Option<Pid>, signal: Signal) {
 
 fn exit_outcome(status: std::process::ExitStatus) -> (RunStatus, Option<i64>, Option<String>) {
     use std::os::unix::process::ExitStatusExt;
+    let code = exit_code(status);
     match (status.code(), status.signal()) {
-        (Some(0), _) => (RunStatus::Succeeded, Some(0), None),
-        (Some(code), _) => (
-            RunStatus::Failed,
-            Some(i64::from(code)),
-            Some(format!("exit code {code}")),
-        ),
+        (Some(0), _) => (RunStatus::Succeeded, code, None),
+        (Some(c), _) => (RunStatus::Failed, code, Some(format!("exit code {c}"))),
         (None, Some(signal)) => (
             RunStatus::Failed,
-            Some(128 + i64::from(signal)),
+            code,
             Some(format!("killed by signal {signal}")),
         ),
         (None, None) => (
             RunStatus::Failed,
-            None,
+            code,
             Some("ended without exit code".into()),
         ),
     }

@@ -132,6 +132,16 @@ fn unescape(chars: &mut std::str::CharIndices<'_>) -> Option<char> {
     Some(escaped)
 }
 
+/// The message a panic carried (`panic!` with a literal or a format), for
+/// the log line that reports it.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// sd-daemon(3) priority prefixes.
 fn priority(level: log::Level) -> &'static str {
     match level {

@@ -13,13 +13,7 @@ fn server() -> (TempDir, Server) {
 
 fn assert_error(reply: &Reply, status: u16, needle: &str) {
     assert_eq!(reply.status, status, "body: {}", reply.body);
-    assert!(
-        reply
-            .header("content-type")
-            .is_some_and(|v| v.starts_with("application/json")),
-        "{:?}",
-        reply.headers
-    );
+    assert!(reply.is_json(), "{:?}", reply.headers);
     let message = reply.error();
     assert!(
         message.contains(needle),

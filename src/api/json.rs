@@ -22,6 +22,29 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value of field `key` of an object; None for a missing field or
+    /// a value that is not an object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
     /// A short name of the value's type, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -39,11 +39,7 @@ pub fn handle(scheduler: &mut Scheduler, request: &Request) -> Response {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => err.response(),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::logging::panic_message(panic.as_ref());
             log::error!(
                 "event=handler_panic method={} path={:?} panic={what:?} backtrace={:?}",
                 request.method,
@@ -203,15 +199,8 @@ fn cron_next(s: &mut Scheduler, req: &Request) -> Result<Response> {
             .ok_or_else(|| invalid(format!("from: {v:?} is not an RFC 3339 instant")))?,
         None => crate::clock::now(),
     };
-    let schedule = crate::cron::Schedule::parse(expr, &zone).map_err(|e| {
-        let text = e.to_string();
-        // Zone errors already name their parameter's subject.
-        if text.starts_with("timezone") {
-            invalid(text)
-        } else {
-            invalid(format!("expr: {text}"))
-        }
-    })?;
+    let schedule =
+        crate::cron::Schedule::parse(expr, &zone).map_err(|e| invalid(e.under("expr")))?;
     let next = schedule
         .preview(from, count)
         .into_iter()

@@ -145,6 +145,16 @@ pub fn parse_zone(name: &str) -> Result<TimeZone, ScheduleError> {
 }
 
 impl ScheduleError {
+    /// The message as the error of a request field holding the expression:
+    /// `schedule: minute: 60 is out of range 0-59`. A zone error already
+    /// names its own field and stays as it is.
+    pub fn under(&self, expression_field: &str) -> String {
+        match self.field {
+            Some("timezone") => self.to_string(),
+            _ => format!("{expression_field}: {self}"),
+        }
+    }
+
     pub(crate) fn new(field: Option<&'static str>, message: String) -> ScheduleError {
         ScheduleError { field, message }
     }

@@ -8,31 +8,36 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::cron::Schedule;
+use crate::cron::{Schedule, ScheduleError};
 
 /// Parsed schedules kept at most; many tasks usually share few schedules.
 const CAPACITY: usize = 512;
 
+/// Keyed by zone, then expression, so a hit is found from borrowed `&str`s
+/// without building a key: `get` runs at every fire.
 #[derive(Default)]
 pub struct ScheduleCache {
-    parsed: HashMap<(String, String), Rc<Schedule>>,
+    parsed: HashMap<String, HashMap<String, Rc<Schedule>>>,
+    len: usize,
 }
 
 impl ScheduleCache {
-    /// The parsed schedule for `expr` read in `zone`, or None if it does not
-    /// parse.
-    pub fn get(&mut self, expr: &str, zone: &str) -> Option<Rc<Schedule>> {
-        if let Some(found) = self.parsed.get(&(expr.to_string(), zone.to_string())) {
-            return Some(Rc::clone(found));
+    /// The parsed schedule for `expr` read in `zone`, or why it does not
+    /// parse (errors are not kept).
+    pub fn get(&mut self, expr: &str, zone: &str) -> Result<Rc<Schedule>, ScheduleError> {
+        if let Some(found) = self.parsed.get(zone).and_then(|by_expr| by_expr.get(expr)) {
+            return Ok(Rc::clone(found));
         }
-        let schedule = Rc::new(Schedule::parse(expr, zone).ok()?);
-        if self.parsed.len() >= CAPACITY {
+        let schedule = Rc::new(Schedule::parse(expr, zone)?);
+        if self.len >= CAPACITY {
             // Crude but bounded: start over. Hot schedules come back at once.
             self.parsed.clear();
+            self.len = 0;
         }
-        self.parsed
-            .insert((expr.to_string(), zone.to_string()), Rc::clone(&schedule));
-        Some(schedule)
+        let by_expr = self.parsed.entry(zone.to_string()).or_default();
+        by_expr.insert(expr.to_string(), Rc::clone(&schedule));
+        self.len += 1;
+        Ok(schedule)
     }
 }
 
@@ -46,12 +51,16 @@ mod tests {
         let a = cache.get("0 9 * * 1", "UTC").unwrap();
         let b = cache.get("0 9 * * 1", "UTC").unwrap();
         assert!(Rc::ptr_eq(&a, &b));
-        assert!(cache.get("bad", "UTC").is_none());
+        assert!(cache.get("bad", "UTC").is_err());
         for minute in 0..60 {
             for hour in 0..24 {
                 cache.get(&format!("{minute} {hour} * * *"), "UTC").unwrap();
             }
         }
-        assert!(cache.parsed.len() <= CAPACITY);
+        assert!(cache.len <= CAPACITY);
+        assert_eq!(
+            cache.len,
+            cache.parsed.values().map(HashMap::len).sum::<usize>()
+        );
     }
 }

@@ -176,7 +176,7 @@ impl Scheduler {
             return Err(self.capacity_error());
         }
         let task = self.task(id)?;
-        if let Some(why) = self.unschedulable_because(&task) {
+        if let Err(why) = self.schedule_for(&task) {
             return Err(ApiError::Conflict(format!("task {id} cannot run: {why}")));
         }
         let now = crate::clock::now();
@@ -400,15 +400,8 @@ impl TaskPatch {
 /// Checks every value of `spec`; returns the parsed schedule.
 fn validate(spec: &TaskSpec, max_env_entries: usize) -> Result<Schedule> {
     validate_fields(spec, max_env_entries)?;
-    Schedule::parse(&spec.schedule, &spec.timezone).map_err(|err| {
-        let text = err.to_string();
-        // Zone errors already name their field; others belong to `schedule`.
-        if text.starts_with("timezone") {
-            ApiError::Invalid(text)
-        } else {
-            ApiError::Invalid(format!("schedule: {text}"))
-        }
-    })
+    Schedule::parse(&spec.schedule, &spec.timezone)
+        .map_err(|err| ApiError::Invalid(err.under("schedule")))
 }
 
 /// Checks every value but the schedule; also applied to rows read from

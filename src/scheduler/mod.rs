@@ -258,11 +258,7 @@ impl Scheduler {
     }
 
     fn recover_from_panic(&mut self, panic: &(dyn std::any::Any + Send)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = crate::logging::panic_message(panic);
         self.metrics.loop_panics_total += 1;
         log::error!("event=loop_panic panic={what:?} action=\"schedule reloaded\"");
         self.heap.clear();
@@ -444,9 +440,9 @@ impl Scheduler {
         let old = self.tasks.remove(&task.id);
         let generation = old.as_ref().map_or(0, |e| e.generation + 1);
         let backlog = old.map(|e| e.backlog).unwrap_or_default();
-        let schedule = match self.unschedulable_because(&task) {
-            None => self.schedules.get(&task.spec.schedule, &task.spec.timezone),
-            Some(why) => {
+        let schedule = match self.schedule_for(&task) {
+            Ok(schedule) => Some(schedule),
+            Err(why) => {
                 log::error!("event=task_unschedulable task={} error={why:?}", task.id);
                 None
             }
@@ -489,25 +485,19 @@ impl Scheduler {
         self.tasks.insert(entry.task.id, entry);
     }
 
-    /// Why a stored task cannot be scheduled: a value of the wrong type,
-    /// out of range or unparseable, as a hand edit can leave it. Such a
-    /// task stays listed but never fires until the row is fixed.
-    fn unschedulable_because(&mut self, task: &Task) -> Option<String> {
+    /// The task's parsed schedule, or why the stored task cannot be
+    /// scheduled: a value of the wrong type, out of range or unparseable, as
+    /// a hand edit can leave it. Such a task stays listed but never fires
+    /// until the row is fixed.
+    fn schedule_for(&mut self, task: &Task) -> Result<Rc<Schedule>, String> {
         if let Some(problem) = &task.problem {
-            return Some(problem.clone());
+            return Err(problem.clone());
         }
-        if let Err(err) = commands::validate_fields(&task.spec, self.config.max_env_entries) {
-            return Some(err.to_string());
-        }
-        if self
-            .schedules
+        commands::validate_fields(&task.spec, self.config.max_env_entries)
+            .map_err(|err| err.to_string())?;
+        self.schedules
             .get(&task.spec.schedule, &task.spec.timezone)
-            .is_none()
-        {
-            let err = Schedule::parse(&task.spec.schedule, &task.spec.timezone).err();
-            return Some(err.map(|e| e.to_string()).unwrap_or_default());
-        }
-        None
+            .map_err(|err| err.to_string())
     }
 
     fn push(&mut self, due: Due) {
@@ -607,7 +597,7 @@ impl Scheduler {
             let Some(stored) = entry.task.next_run_at else {
                 continue;
             };
-            let Some(schedule) = self
+            let Ok(schedule) = self
                 .schedules
                 .get(&entry.task.spec.schedule, &entry.task.spec.timezone)
             else {

@@ -66,14 +66,8 @@ impl Scheduler {
         if !entry.schedulable {
             return;
         }
-        let (expr, zone) = (
-            entry.task.spec.schedule.clone(),
-            entry.task.spec.timezone.clone(),
-        );
-        let Some(schedule) = self.schedules.get(&expr, &zone) else {
-            return;
-        };
-        let Some(entry) = self.tasks.get(&task_id) else {
+        let spec = &entry.task.spec;
+        let Ok(schedule) = self.schedules.get(&spec.schedule, &spec.timezone) else {
             return;
         };
         let policy = &entry.task.spec.policy;

@@ -294,6 +294,12 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the answer says it is JSON.
+    pub fn is_json(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json"))
+    }
+
     /// The `error` message of a JSON error body.
     pub fn error(&self) -> String {
         self.json()
@@ -404,37 +410,13 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
-/// Small accessors for test assertions.
+/// Assertion helpers on top of `Value`'s own accessors.
 pub trait ValueExt {
-    fn get(&self, key: &str) -> Option<&Value>;
-    fn as_str(&self) -> Option<&str>;
-    fn as_i64(&self) -> Option<i64>;
     fn str_of(&self, key: &str) -> String;
     fn i64_of(&self, key: &str) -> i64;
 }
 
 impl ValueExt for Value {
-    fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn as_i64(&self) -> Option<i64> {
-        match self {
-            Value::Int(n) => Some(*n),
-            _ => None,
-        }
-    }
-
     fn str_of(&self, key: &str) -> String {
         self.get(key)
             .and_then(Value::as_str)
