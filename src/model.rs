@@ -23,6 +23,9 @@ pub struct Task {
     /// Set when the stored row holds a value of the wrong type or a broken
     /// `env` (an edit made by hand); such a task is not scheduled.
     pub problem: Option<String>,
+    /// The fields `problem` is about: an update must set each of them, so
+    /// that nothing stored is replaced by a default without being asked.
+    pub broken_fields: Vec<&'static str>,
 }
 
 /// The fields a client sets; the store assigns the rest.

@@ -188,3 +188,64 @@ fn a_broken_env_line_written_by_sql_is_named_not_ignored() {
     })
     .expect("the broken env is reported");
 }
+
+#[test]
+fn an_update_must_replace_a_broken_value_not_overwrite_it_with_a_default() {
+    let dir = TempDir::new("broken-update");
+    let server = Server::start(&dir);
+    let id = server
+        .create_task(r#"{"name":"b","schedule":"0 0 1 1 *","command":"true","max_retries":5}"#)
+        .i64_of("id");
+    server
+        .db()
+        .execute("UPDATE tasks SET max_retries = 'abc' WHERE id = ?1", [id])
+        .unwrap();
+
+    let refused = server.request("PATCH", &format!("/tasks/{id}"), Some(r#"{"name":"b2"}"#));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.error().contains("set max_retries in this change"),
+        "{}",
+        refused.body
+    );
+    let stored: String = server
+        .db()
+        .query_row("SELECT max_retries FROM tasks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, "abc", "the refused change wrote nothing");
+
+    let fixed = server.request(
+        "PATCH",
+        &format!("/tasks/{id}"),
+        Some(r#"{"max_retries":2}"#),
+    );
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+    assert!(matches!(fixed.json().get("problem"), Some(Value::Null)));
+}
+
+#[test]
+fn a_schedule_broken_by_sql_is_explained_in_the_task() {
+    let dir = TempDir::new("broken-schedule");
+    let server = Server::start(&dir);
+    let id = server
+        .create_task(r#"{"name":"s","schedule":"0 0 1 1 *","command":"true"}"#)
+        .i64_of("id");
+    server
+        .db()
+        .execute(
+            "UPDATE tasks SET schedule = 'not a cron' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let task = server.get(&format!("/tasks/{id}")).json();
+    assert_eq!(task.str_of("problem"), "expected 5 or 6 fields, found 3");
+    let Value::Array(listed) = server.get("/tasks").json() else {
+        panic!()
+    };
+    assert_eq!(
+        listed[0].str_of("problem"),
+        "expected 5 or 6 fields, found 3"
+    );
+}

@@ -106,6 +106,14 @@ impl Scheduler {
 
     pub fn update_task(&mut self, id: i64, patch: TaskPatch) -> Result<Task> {
         let current = self.task(id)?;
+        // A value broken by a hand edit reads as a default; writing the row
+        // back would store that default silently.
+        if let Some(field) = current.broken_fields.iter().find(|f| !patch.sets(f)) {
+            let why = current.problem.as_deref().unwrap_or_default();
+            return Err(ApiError::Conflict(format!(
+                "task {id}: its stored {field} is invalid ({why}); set {field} in this change to replace it"
+            )));
+        }
         let mut spec = patch.apply(current.spec.clone());
         let schedule = validate(&spec, self.config.max_env_entries)?;
         canonical_zone(&mut spec);
@@ -147,12 +155,25 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A task as stored, with `problem` saying why it cannot be scheduled
+    /// when it cannot (also for reasons the row's types do not show: a
+    /// schedule or a value out of range edited in by hand).
     pub fn task(&mut self, id: i64) -> Result<Task> {
         let task = self
             .store
             .task(id)
             .map_err(|e| self.store_failed("task", &e))?;
-        task.ok_or_else(|| not_found("task", id))
+        let task = task.ok_or_else(|| not_found("task", id))?;
+        Ok(self.explained(task))
+    }
+
+    fn explained(&mut self, mut task: Task) -> Task {
+        if task.problem.is_none()
+            && let Err(why) = self.schedule_for(&task)
+        {
+            task.problem = Some(why);
+        }
+        task
     }
 
     pub fn tasks(
@@ -161,9 +182,11 @@ impl Scheduler {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Task>> {
-        self.store
+        let tasks = self
+            .store
             .list_tasks(status, limit, offset)
-            .map_err(|e| self.store_failed("list_tasks", &e))
+            .map_err(|e| self.store_failed("list_tasks", &e))?;
+        Ok(tasks.into_iter().map(|task| self.explained(task)).collect())
     }
 
     /// Starts a run of task `id` now, outside its schedule.
@@ -365,6 +388,29 @@ impl Scheduler {
 }
 
 impl TaskPatch {
+    /// Whether this change sets the field named `field`.
+    fn sets(&self, field: &str) -> bool {
+        match field {
+            "name" => self.name.is_some(),
+            "description" => self.description.is_some(),
+            "schedule" => self.schedule.is_some(),
+            "command" => self.command.is_some(),
+            "timezone" => self.timezone.is_some(),
+            "max_retries" => self.max_retries.is_some(),
+            "retry_delay_seconds" => self.retry_delay_seconds.is_some(),
+            "timeout_seconds" => self.timeout_seconds.is_some(),
+            "status" => self.status.is_some(),
+            "pause_on_dead_letter" => self.pause_on_dead_letter.is_some(),
+            "env" => self.env.is_some(),
+            "working_dir" => self.working_dir.is_some(),
+            "overlap" => self.overlap.is_some(),
+            "catch_up" => self.catch_up.is_some(),
+            "misfire_grace_seconds" => self.misfire_grace_seconds.is_some(),
+            "catch_up_limit" => self.catch_up_limit.is_some(),
+            _ => false,
+        }
+    }
+
     fn apply(self, mut spec: TaskSpec) -> TaskSpec {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };

@@ -788,6 +788,7 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
     let mut r = Lenient {
         row,
         problems: Vec::new(),
+        broken: Vec::new(),
     };
     let status = r.text(9, "status");
     let overlap = r.text(19, "overlap");
@@ -829,12 +830,17 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
         updated_at: required_instant(row, 15)?,
         revision: row.get(16)?,
         problem: None,
+        broken_fields: Vec::new(),
     };
     match decode_env(&env_text) {
         Ok(env) => task.spec.policy.env = env,
-        Err(err) => r.problems.push(format!("env: {err}")),
+        Err(err) => {
+            r.broken.push("env");
+            r.problems.push(format!("env: {err}"));
+        }
     }
     task.problem = (!r.problems.is_empty()).then(|| r.problems.join("; "));
+    task.broken_fields = r.broken;
     Ok(task)
 }
 
@@ -842,6 +848,8 @@ fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
 struct Lenient<'r, 's> {
     row: &'r Row<'s>,
     problems: Vec<String>,
+    /// The fields the problems are about.
+    broken: Vec<&'static str>,
 }
 
 impl Lenient<'_, '_> {
@@ -849,12 +857,13 @@ impl Lenient<'_, '_> {
         self.row.get_ref(index).unwrap_or(ValueRef::Null)
     }
 
-    fn wrong(&mut self, name: &str, expected: &str) {
+    fn wrong(&mut self, name: &'static str, expected: &str) {
+        self.broken.push(name);
         self.problems
             .push(format!("{name}: stored value is not {expected}"));
     }
 
-    fn int(&mut self, index: usize, name: &str) -> i64 {
+    fn int(&mut self, index: usize, name: &'static str) -> i64 {
         match self.value(index) {
             ValueRef::Integer(n) => n,
             _ => {
@@ -864,7 +873,7 @@ impl Lenient<'_, '_> {
         }
     }
 
-    fn optional_int(&mut self, index: usize, name: &str) -> Option<i64> {
+    fn optional_int(&mut self, index: usize, name: &'static str) -> Option<i64> {
         match self.value(index) {
             ValueRef::Integer(n) => Some(n),
             ValueRef::Null => None,
@@ -875,11 +884,11 @@ impl Lenient<'_, '_> {
         }
     }
 
-    fn text(&mut self, index: usize, name: &str) -> String {
+    fn text(&mut self, index: usize, name: &'static str) -> String {
         self.optional_text(index, name).unwrap_or_default()
     }
 
-    fn optional_text(&mut self, index: usize, name: &str) -> Option<String> {
+    fn optional_text(&mut self, index: usize, name: &'static str) -> Option<String> {
         match self.value(index) {
             ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
             ValueRef::Null => None,
@@ -890,9 +899,15 @@ impl Lenient<'_, '_> {
         }
     }
 
-    fn parsed<T>(&mut self, text: &str, name: &str, parse: fn(&str) -> Option<T>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        text: &str,
+        name: &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let value = parse(text);
         if value.is_none() {
+            self.broken.push(name);
             self.problems.push(format!(
                 "{name}: stored value {text:?} is not one of its choices"
             ));
